@@ -1,0 +1,32 @@
+//! `wasi-host` serves a `wasi:http/proxy` WebAssembly component over HTTP, with a fresh
+//! instance per request, in the shape Cloud Run expects: one port from `$PORT`, logs on
+//! stderr, and a clean exit on SIGTERM.
+//!
+//! The binary is a thin shell over [`run`]; each module below owns one job.
+
+pub mod config;
+pub mod engine;
+pub mod guest_output;
+pub mod handler;
+pub mod limits;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+
+use anyhow::{Context, Result};
+
+use crate::config::{Cli, Command};
+
+/// Runs the command the user asked for, to completion.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the async runtime")?;
+            runtime.block_on(server::serve(args.into_config()?))
+        }
+    }
+}

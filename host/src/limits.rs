@@ -1,0 +1,64 @@
+//! How much one guest instance may use, and how the pooling allocator is sized from it.
+
+use std::time::Duration;
+
+use wasmtime::{Engine, EngineWeak};
+
+/// How often the engine's epoch advances. A running guest yields to other requests at
+/// every tick and notices its deadline within one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance caps and the concurrency the pool is sized for.
+#[derive(Debug, Clone)]
+pub struct InstanceLimits {
+    /// Largest linear memory one instance may grow to, in bytes.
+    pub max_memory: usize,
+    /// Largest table one instance may have, in elements.
+    pub max_table_elements: usize,
+    /// Requests that may run at once; the pool holds a slot for each, plus headroom.
+    pub max_concurrency: u32,
+    /// Core instances one component may create (toolchain-built components link several
+    /// core modules: the program, its libc, adapters).
+    pub core_instances_per_component: u32,
+    /// Linear memories one component may create.
+    pub memories_per_component: u32,
+    /// Tables one component may create.
+    pub tables_per_component: u32,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        Self {
+            max_memory: 128 << 20,
+            max_table_elements: 20_000,
+            max_concurrency: 80,
+            core_instances_per_component: 32,
+            memories_per_component: 2,
+            tables_per_component: 16,
+        }
+    }
+}
+
+impl InstanceLimits {
+    /// Instance slots the pool reserves: the concurrency cap plus a quarter more, for
+    /// instances that are still streaming a response body after their handler returned.
+    pub fn pool_slots(&self) -> u32 {
+        self.max_concurrency + self.max_concurrency / 4 + 4
+    }
+}
+
+/// Starts the one thread that advances `engine`'s epoch every [`EPOCH_TICK`]. It holds a
+/// weak reference and stops when the engine is dropped.
+pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let engine: EngineWeak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,161 @@
+//! A guest with one route per behaviour the host's tests need: echoing, streaming, and
+//! every way of misbehaving (trap, loop, memory hog, no response, sleeping).
+
+use std::io::Write as _;
+
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use wasip2::io::streams::StreamError;
+
+struct Testbed;
+
+impl wasip2::exports::http::incoming_handler::Guest for Testbed {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((&path_with_query, ""));
+        match path {
+            "/echo" => echo(request, response_out, query),
+            "/stream" => {
+                let bytes = param(query, "bytes").unwrap_or(0);
+                respond_with(response_out, 200, &[], |out| {
+                    let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+                    let mut left = bytes as usize;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        out.write_all(&chunk[..n]).expect("write");
+                        left -= n;
+                    }
+                });
+            }
+            "/trap" => panic!("trap requested"),
+            "/trap-after-headers" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().expect("body");
+                ResponseOutparam::set(response_out, Ok(response));
+                let mut out = body.write().expect("stream");
+                out.write_all(&[b'x'; 1000]).expect("write");
+                out.flush().expect("flush");
+                panic!("trap after the response started");
+            }
+            "/loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/sleep" => {
+                let ms = param(query, "ms").unwrap_or(1000);
+                wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond_with(response_out, 200, &[], |out| {
+                    out.write_all(b"slept").expect("write");
+                });
+            }
+            "/hog" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/no-response" => drop(response_out),
+            "/print" => {
+                println!("hello from guest stdout");
+                eprintln!("hello from guest stderr");
+                respond_with(response_out, 200, &[], |out| {
+                    out.write_all(b"printed").expect("write");
+                });
+            }
+            "/env" => respond_with(response_out, 200, &[], |out| {
+                for (key, value) in std::env::vars() {
+                    writeln!(out, "{key}={value}").expect("write");
+                }
+            }),
+            _ => respond_with(response_out, 404, &[], |out| {
+                out.write_all(b"no such route").expect("write");
+            }),
+        }
+    }
+}
+
+/// Answers with `?status=` (default 200), the method and path in `x-echo-*` headers,
+/// every `x-*` request header copied back, and the request body streamed back.
+fn echo(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
+    let status = param(query, "status").unwrap_or(200) as u16;
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        ("x-echo-method".into(), method_name(&request).into_bytes()),
+        (
+            "x-echo-path".into(),
+            request.path_with_query().unwrap_or_default().into_bytes(),
+        ),
+    ];
+    headers.extend(
+        request
+            .headers()
+            .entries()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("x-")),
+    );
+    let body = request.consume().expect("request body");
+    let input = body.stream().expect("request stream");
+    respond_with(response_out, status, &headers, |out| {
+        loop {
+            match input.blocking_read(65536) {
+                Ok(bytes) => out.write_all(&bytes).expect("write"),
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(error)) => {
+                    panic!(
+                        "reading the request body failed: {}",
+                        error.to_debug_string()
+                    )
+                }
+            }
+        }
+    });
+}
+
+fn method_name(request: &IncomingRequest) -> String {
+    use wasip2::http::types::Method;
+    match request.method() {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other,
+    }
+}
+
+fn respond_with(
+    response_out: ResponseOutparam,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    write_body: impl FnOnce(&mut wasip2::io::streams::OutputStream),
+) {
+    let fields = Fields::from_list(headers).expect("valid headers");
+    let response = OutgoingResponse::new(fields);
+    response.set_status_code(status).expect("valid status");
+    let body = response.body().expect("body");
+    ResponseOutparam::set(response_out, Ok(response));
+    let mut out = body.write().expect("stream");
+    write_body(&mut out);
+    out.flush().expect("flush");
+    drop(out);
+    OutgoingBody::finish(body, None).expect("finish");
+}
+
+fn param(query: &str, name: &str) -> Option<u64> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+wasip2::http::proxy::export!(Testbed);
