@@ -8950,7 +8950,9 @@ macro_rules! __export_hello_impl {
 #[doc(inline)]
 pub(crate) use __export_hello_impl as export;
 #[cfg(target_arch = "wasm32")]
-#[unsafe(link_section = "component-type:wit-bindgen:0.41.0:wasi-host:hello:hello:encoded world")]
+#[unsafe(
+    link_section = "component-type:wit-bindgen:0.41.0:wasi-host:hello:hello:encoded world"
+)]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
 pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 7052] = *b"\

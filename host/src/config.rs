@@ -5,8 +5,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
+use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
+
+use crate::admission::AdmissionLimits;
+use crate::limits::{ClientLimits, InstanceLimits};
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -51,6 +55,47 @@ pub struct ServeArgs {
     /// platform's grace period (Cloud Run: 10s).
     #[arg(long, env = "WASI_HOST_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Requests that run at once; more wait in the queue. Match Cloud Run's
+    /// `containerConcurrency` (default 80).
+    #[arg(long, env = "WASI_HOST_MAX_CONCURRENCY", default_value_t = 80)]
+    pub max_concurrency: u32,
+
+    /// Requests that may wait for a free slot; beyond this they get `503` at once.
+    /// Default: the same as `--max-concurrency`.
+    #[arg(long, env = "WASI_HOST_MAX_QUEUE")]
+    pub max_queue: Option<u32>,
+
+    /// Longest a request waits in the queue before it gets `503` with `Retry-After`.
+    #[arg(long, env = "WASI_HOST_QUEUE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Largest linear memory one guest instance may grow to; growing past it fails
+    /// inside the guest.
+    #[arg(long, env = "WASI_HOST_MAX_MEMORY", default_value = "128MiB")]
+    pub max_memory: ByteSize,
+
+    /// Largest table one guest instance may have, in elements.
+    #[arg(long, env = "WASI_HOST_MAX_TABLE_ELEMENTS", default_value_t = 20_000)]
+    pub max_table_elements: usize,
+
+    /// Most host resources (streams, fields, pollables, ...) one request's guest may
+    /// hold at once.
+    #[arg(long, env = "WASI_HOST_MAX_RESOURCES", default_value_t = 10_000)]
+    pub max_resources: usize,
+
+    /// Largest request body; a larger one gets `413` (Cloud Run's HTTP/1 limit: 32 MiB).
+    #[arg(long, env = "WASI_HOST_MAX_BODY_SIZE", default_value = "32MiB")]
+    pub max_body_size: ByteSize,
+
+    /// Largest request header block; a larger one gets `431`.
+    #[arg(long, env = "WASI_HOST_MAX_HEADER_SIZE", default_value = "64KiB")]
+    pub max_header_size: ByteSize,
+
+    /// Longest a client may take to send a request's headers (slowloris defence). It also
+    /// closes HTTP/1 keep-alive connections idle for that long.
+    #[arg(long, env = "WASI_HOST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
 }
 
 /// The validated settings `serve` runs with.
@@ -64,11 +109,29 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Longest the drain after SIGTERM may take.
     pub shutdown_timeout: Duration,
+    /// What one guest instance may use.
+    pub instance: InstanceLimits,
+    /// How many requests run and wait.
+    pub admission: AdmissionLimits,
+    /// What a client may send.
+    pub client: ClientLimits,
 }
 
 impl ServeArgs {
     /// Checks the flags against each other and resolves defaults.
     pub fn into_config(self) -> Result<ServeConfig> {
+        ensure!(
+            self.max_concurrency > 0,
+            "--max-concurrency must be at least 1"
+        );
+        ensure!(
+            self.max_memory.as_u64() >= 64 * 1024,
+            "--max-memory must be at least one wasm page (64KiB)"
+        );
+        ensure!(
+            self.max_header_size.as_u64() >= 8192,
+            "--max-header-size must be at least 8KiB"
+        );
         let addr = self
             .addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
@@ -77,6 +140,27 @@ impl ServeArgs {
             addr,
             request_timeout: self.request_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            instance: InstanceLimits {
+                max_memory: saturating_usize(self.max_memory),
+                max_table_elements: self.max_table_elements,
+                max_resources: self.max_resources,
+                max_concurrency: self.max_concurrency,
+                ..InstanceLimits::default()
+            },
+            admission: AdmissionLimits {
+                max_concurrency: self.max_concurrency,
+                max_queue: self.max_queue.unwrap_or(self.max_concurrency),
+                queue_timeout: self.queue_timeout,
+            },
+            client: ClientLimits {
+                max_body_size: self.max_body_size.as_u64(),
+                max_header_size: saturating_usize(self.max_header_size),
+                header_read_timeout: self.header_read_timeout,
+            },
         })
     }
+}
+
+fn saturating_usize(size: ByteSize) -> usize {
+    usize::try_from(size.as_u64()).unwrap_or(usize::MAX)
 }

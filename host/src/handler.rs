@@ -1,29 +1,42 @@
-//! One request, start to finish: a fresh store and instance, the call into the guest's
-//! `wasi:http/incoming-handler`, and the mapping of every way that can fail onto a status
-//! code. Nothing a guest does here can take the host down.
+//! One request, start to finish: admission, a fresh store and instance, the call into
+//! the guest's `wasi:http/incoming-handler`, and the mapping of every way that can fail
+//! onto a status code. Nothing a guest or a client does here can take the host down.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tokio::time::Instant;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::admission::{Admission, Rejection, Slot};
+use crate::body::{LimitedBody, ResponseBody};
+use crate::limits::InstanceLimits;
 use crate::state::RequestState;
 
-/// The body type of every response the host sends.
-pub type ResponseBody = HyperOutgoingBody;
+/// Seconds a client told `503` should wait before retrying.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// What the handler needs besides the component.
+pub struct HandlerSettings {
+    /// Longest a request may run.
+    pub request_timeout: Duration,
+    /// Largest request body, in bytes.
+    pub max_body_size: u64,
+    /// What one instance may use.
+    pub instance: InstanceLimits,
+}
 
 /// Serves requests with one pre-instantiated component.
 pub struct Handler {
     proxy: ProxyPre<RequestState>,
-    request_timeout: Duration,
+    settings: HandlerSettings,
+    admission: Arc<Admission>,
     next_request_id: AtomicU64,
 }
 
@@ -32,6 +45,10 @@ pub struct Handler {
 enum Failure {
     /// The request cannot be handed to a guest at all.
     BadRequest(&'static str),
+    /// The request body is larger than allowed.
+    BodyTooLarge,
+    /// No slot came free.
+    Overloaded(Rejection),
     /// The guest trapped, or returned without setting a response.
     Guest,
     /// The guest answered with a wasi:http error code instead of a response.
@@ -41,11 +58,16 @@ enum Failure {
 }
 
 impl Handler {
-    /// A handler for `proxy` that interrupts guests after `request_timeout`.
-    pub fn new(proxy: ProxyPre<RequestState>, request_timeout: Duration) -> Self {
+    /// A handler for `proxy`, admitting requests through `admission`.
+    pub fn new(
+        proxy: ProxyPre<RequestState>,
+        settings: HandlerSettings,
+        admission: Arc<Admission>,
+    ) -> Self {
         Self {
             proxy,
-            request_timeout,
+            settings,
+            admission,
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -54,30 +76,52 @@ impl Handler {
     /// host's own error response when the guest fails.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        match self.call_guest(request_id, request).await {
-            Ok(response) => response,
-            Err(failure) => failure.into_response(request_id),
+        let version = request.version();
+        let result = match self.check(&request) {
+            Ok(()) => match self.admission.admit().await {
+                Ok(slot) => self.call_guest(request_id, request, slot).await,
+                Err(rejection) => Err(Failure::Overloaded(rejection)),
+            },
+            Err(failure) => Err(failure),
+        };
+        result.unwrap_or_else(|failure| failure.into_response(request_id, version))
+    }
+
+    /// Refuses what no guest should see, before taking a slot.
+    fn check<B>(&self, request: &Request<B>) -> Result<(), Failure> {
+        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
+            return Err(Failure::BadRequest("missing Host header"));
         }
+        let declared_length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared_length.is_some_and(|length| length > self.settings.max_body_size) {
+            return Err(Failure::BodyTooLarge);
+        }
+        Ok(())
     }
 
     async fn call_guest<B>(
         &self,
         request_id: u64,
         request: Request<B>,
+        slot: Slot,
     ) -> Result<Response<ResponseBody>, Failure>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
-            return Err(Failure::BadRequest("missing Host header"));
-        }
-        let deadline = Instant::now() + self.request_timeout;
-        let mut store = Store::new(self.proxy.engine(), RequestState::new(request_id));
+        let deadline = Instant::now() + self.settings.request_timeout;
+        let mut store = Store::new(
+            self.proxy.engine(),
+            RequestState::new(request_id, &self.settings.instance),
+        );
+        store.limiter(|state| state.limits());
         // Every epoch tick a running guest yields to the other requests on this thread;
         // past the deadline, it is interrupted.
         store.epoch_deadline_callback(move |_| {
@@ -89,6 +133,10 @@ impl Handler {
         });
         store.set_epoch_deadline(1);
 
+        let body_too_large = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| {
+            LimitedBody::new(body, self.settings.max_body_size, body_too_large.clone())
+        });
         let (response_tx, response_rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let (incoming, outparam) = match (
@@ -103,8 +151,11 @@ impl Handler {
         };
 
         let proxy = self.proxy.clone();
+        let guest_failed = Arc::new(AtomicBool::new(false));
+        let guest_failed_in_task = guest_failed.clone();
         // The guest runs in its own task so it can keep streaming the body after the
-        // response head has gone out.
+        // response head has gone out. The task owns the slot and the store, so a slot is
+        // free exactly when its instance is gone.
         let guest = tokio::spawn(async move {
             let run = async {
                 let instance = proxy.instantiate_async(&mut store).await?;
@@ -127,26 +178,39 @@ impl Handler {
             if let Err(Failure::DeadlineExceeded) = outcome {
                 tracing::warn!(request_id, "guest interrupted at the request deadline");
             }
+            // Recorded before the store (and with it the response body's sender) is
+            // dropped, so the body sees it when it ends.
+            guest_failed_in_task.store(outcome.is_err(), Ordering::Release);
+            drop(store);
+            drop(slot);
             outcome
         });
 
-        match response_rx.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(Failure::GuestErrorCode(code)),
+        let failure = match response_rx.await {
+            Ok(Ok(response)) => {
+                return Ok(response.map(|body| ResponseBody::from_guest(body, guest_failed)));
+            }
+            Ok(Err(code)) => Failure::GuestErrorCode(code),
             // The guest dropped the response outparam: it trapped, timed out, or returned
             // without answering. Its task says which.
             Err(_) => match guest.await {
                 Ok(Ok(())) => {
                     tracing::warn!(request_id, "guest returned without setting a response");
-                    Err(Failure::Guest)
+                    Failure::Guest
                 }
-                Ok(Err(failure)) => Err(failure),
+                Ok(Err(failure)) => failure,
                 Err(join_error) => {
                     tracing::error!(request_id, "guest task failed: {join_error}");
-                    Err(Failure::Guest)
+                    Failure::Guest
                 }
             },
+        };
+        // A guest that failed because its body was cut off at the limit failed because
+        // of the request, not because of itself.
+        if body_too_large.load(Ordering::Acquire) {
+            return Err(Failure::BodyTooLarge);
         }
+        Err(failure)
     }
 }
 
@@ -155,9 +219,34 @@ fn is_interrupt(error: &wasmtime::Error) -> bool {
 }
 
 impl Failure {
-    fn into_response(self, request_id: u64) -> Response<ResponseBody> {
+    fn into_response(self, request_id: u64, version: Version) -> Response<ResponseBody> {
         let (status, message) = match self {
             Failure::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            Failure::BodyTooLarge => {
+                let mut response = plain_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                );
+                // The rest of the body is never read, so an HTTP/1 connection cannot
+                // carry another request: say so, or the client may reuse it and lose
+                // its next request to the close.
+                if version < Version::HTTP_2 {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
+            }
+            Failure::Overloaded(rejection) => {
+                tracing::warn!(request_id, ?rejection, "request turned away: server busy");
+                let mut response =
+                    plain_response(StatusCode::SERVICE_UNAVAILABLE, "the server is busy");
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                return response;
+            }
             Failure::Guest => (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed"),
             Failure::GuestErrorCode(code) => {
                 tracing::warn!(request_id, "guest answered with an error: {code:?}");
@@ -174,10 +263,7 @@ impl Failure {
 
 /// A short `text/plain` response written by the host itself.
 pub fn plain_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
-    let body = Full::new(Bytes::from(format!("{message}\n")))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
+    let mut response = Response::new(ResponseBody::host(Bytes::from(format!("{message}\n"))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -4,6 +4,8 @@
 //!
 //! The binary is a thin shell over [`run`]; each module below owns one job.
 
+pub mod admission;
+pub mod body;
 pub mod config;
 pub mod engine;
 pub mod guest_output;

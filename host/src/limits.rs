@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{Engine, EngineWeak};
+use wasmtime::{Engine, EngineWeak, StoreLimits, StoreLimitsBuilder};
 
 /// How often the engine's epoch advances. A running guest yields to other requests at
 /// every tick and notices its deadline within one tick.
@@ -15,6 +15,8 @@ pub struct InstanceLimits {
     pub max_memory: usize,
     /// Largest table one instance may have, in elements.
     pub max_table_elements: usize,
+    /// Most host resources one request's guest may hold at once.
+    pub max_resources: usize,
     /// Requests that may run at once; the pool holds a slot for each, plus headroom.
     pub max_concurrency: u32,
     /// Core instances one component may create (toolchain-built components link several
@@ -31,6 +33,7 @@ impl Default for InstanceLimits {
         Self {
             max_memory: 128 << 20,
             max_table_elements: 20_000,
+            max_resources: 10_000,
             max_concurrency: 80,
             core_instances_per_component: 32,
             memories_per_component: 2,
@@ -45,6 +48,31 @@ impl InstanceLimits {
     pub fn pool_slots(&self) -> u32 {
         self.max_concurrency + self.max_concurrency / 4 + 4
     }
+}
+
+impl InstanceLimits {
+    /// The same caps as store limits, enforced also when the pooling allocator is not in
+    /// use. Growing past them fails inside the guest rather than trapping the host call.
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimitsBuilder::new()
+            .memory_size(self.max_memory)
+            .table_elements(self.max_table_elements)
+            .instances(self.core_instances_per_component as usize)
+            .memories(self.memories_per_component as usize)
+            .tables(self.tables_per_component as usize)
+            .build()
+    }
+}
+
+/// What a client may send.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Largest request body, in bytes.
+    pub max_body_size: u64,
+    /// Largest request header block, in bytes.
+    pub max_header_size: usize,
+    /// Longest a client may take to send its request headers.
+    pub header_read_timeout: Duration,
 }
 
 /// Starts the one thread that advances `engine`'s epoch every [`EPOCH_TICK`]. It holds a

@@ -7,30 +7,45 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::admission::Admission;
 use crate::config::ServeConfig;
 use crate::engine;
-use crate::handler::Handler;
-use crate::limits::{self, InstanceLimits};
+use crate::handler::{Handler, HandlerSettings};
+use crate::limits::{self, ClientLimits};
 use crate::shutdown;
 
 /// How long to wait before accepting again after `accept` fails (for example when the
 /// process is out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// HTTP/2 streams one connection may have open; admission caps the work behind them.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
+
+/// Streams a client may reset before the server has seen them, and streams the server
+/// may reset for protocol errors, before the connection is closed (rapid-reset defence,
+/// CVE-2023-44487).
+const H2_MAX_PENDING_RESETS: usize = 20;
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
+
 /// Loads the component, binds, and serves until SIGTERM or SIGINT.
 pub async fn serve(config: ServeConfig) -> Result<()> {
-    let limits = InstanceLimits::default();
-    let engine = engine::build_engine(&limits)?;
+    let engine = engine::build_engine(&config.instance)?;
     let linker = engine::build_linker(&engine)?;
     // Every load error surfaces here, before the port is bound.
     let proxy = engine::load_proxy(&engine, &linker, &config.component)?;
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
-    let handler = Arc::new(Handler::new(proxy, config.request_timeout));
+    let admission = Arc::new(Admission::new(config.admission.clone()));
+    let settings = HandlerSettings {
+        request_timeout: config.request_timeout,
+        max_body_size: config.client.max_body_size,
+        instance: config.instance.clone(),
+    };
+    let handler = Arc::new(Handler::new(proxy, settings, admission.clone()));
 
     let listener = bind(config.addr).await?;
     let local = listener
@@ -39,7 +54,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     tracing::info!(component = %config.component.display(), "listening on http://{local}/");
 
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder(&config.client);
     let stop = shutdown::requested();
     tokio::pin!(stop);
     loop {
@@ -81,13 +96,40 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
 
     drop(listener);
+    tracing::info!(
+        in_flight = admission.in_flight(),
+        "stopped accepting; draining for up to {:?}",
+        config.shutdown_timeout
+    );
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(config.shutdown_timeout) => {
-            tracing::warn!("shutdown timeout reached with requests still in flight");
+            tracing::warn!(
+                in_flight = admission.in_flight(),
+                "shutdown timeout reached; cancelling the requests still in flight"
+            );
         }
     }
     Ok(())
+}
+
+/// HTTP/1.1 and HTTP/2 over cleartext (h2c, prior knowledge) on one port, with every
+/// client-facing limit set explicitly.
+fn connection_builder(client: &ClientLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(client.header_read_timeout)
+        .max_buf_size(client.max_header_size);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(u32::try_from(client.max_header_size).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
+    builder
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {

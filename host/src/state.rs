@@ -2,32 +2,43 @@
 //! resource table both share. A new one is built for every request and dropped with it,
 //! so no state leaks from one request to the next.
 
+use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guest_output::{GuestOutput, Stream};
+use crate::limits::InstanceLimits;
 
 /// The data of one request's `Store`.
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
+    limits: StoreLimits,
 }
 
 impl RequestState {
     /// A fresh state for request `request_id`: no arguments, no environment, no files, no
     /// sockets; stdout and stderr go to the host's log, tagged with the request.
-    pub fn new(request_id: u64) -> Self {
+    pub fn new(request_id: u64, limits: &InstanceLimits) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(Stream::Stdout, request_id))
             .stderr(GuestOutput::new(Stream::Stderr, request_id))
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table,
+            limits: limits.store_limits(),
         }
+    }
+
+    /// The memory and table caps the store's limiter enforces.
+    pub fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
     }
 }
 

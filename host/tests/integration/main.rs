@@ -1,5 +1,7 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
+mod chaos;
+mod hardening;
 mod serve;
 mod startup_errors;
 mod util;

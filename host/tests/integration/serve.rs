@@ -102,7 +102,7 @@ async fn trapping_guest_gets_500_and_the_next_request_is_served() {
         .expect("GET");
     assert_eq!(next.status(), StatusCode::OK);
     assert_eq!(next.text().await.expect("body"), "still here");
-    assert!(server.log().contains("trap requested"), "{}", server.log());
+    server.assert_logged("trap requested");
 }
 
 #[tokio::test]
@@ -114,7 +114,7 @@ async fn guest_returning_without_a_response_gets_500() {
         .await
         .expect("GET /no-response");
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(server.log().contains("without setting a response"));
+    server.assert_logged("without setting a response");
 }
 
 #[tokio::test]
@@ -126,9 +126,8 @@ async fn guest_output_reaches_the_host_log() {
         .await
         .expect("GET /print");
     assert_eq!(response.status(), StatusCode::OK);
-    let log = server.log();
-    assert!(log.contains("hello from guest stdout"), "{log}");
-    assert!(log.contains("hello from guest stderr"), "{log}");
+    server.assert_logged("hello from guest stdout");
+    server.assert_logged("hello from guest stderr");
 }
 
 #[tokio::test]

@@ -18,6 +18,26 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
             .unwrap_or((&path_with_query, ""));
         match path {
             "/echo" => echo(request, response_out, query),
+            "/consume" => {
+                let body = request.consume().expect("request body");
+                let input = body.stream().expect("request stream");
+                let mut total = 0usize;
+                loop {
+                    match input.blocking_read(65536) {
+                        Ok(bytes) => total += bytes.len(),
+                        Err(StreamError::Closed) => break,
+                        Err(StreamError::LastOperationFailed(error)) => {
+                            panic!(
+                                "reading the request body failed: {}",
+                                error.to_debug_string()
+                            )
+                        }
+                    }
+                }
+                respond_with(response_out, 200, &[], |out| {
+                    write!(out, "{total}").expect("write");
+                });
+            }
             "/stream" => {
                 let bytes = param(query, "bytes").unwrap_or(0);
                 respond_with(response_out, 200, &[], |out| {

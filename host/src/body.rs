@@ -1,0 +1,138 @@
+//! Body wrappers at the host's edges: a request body that stops at the size limit, and
+//! a response body that reports a guest failure as an error instead of a clean end.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use wasmtime_wasi_http::Error;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// A request body that fails once more than `limit` bytes have arrived, and remembers
+/// that it did so the host can answer `413`.
+pub struct LimitedBody<B> {
+    inner: B,
+    remaining: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> LimitedBody<B> {
+    /// Wraps `inner`; `exceeded` is set when the limit is passed.
+    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            exceeded,
+        }
+    }
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Error>,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+                match this.remaining.checked_sub(len) {
+                    Some(remaining) => {
+                        this.remaining = remaining;
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    None => {
+                        this.exceeded.store(true, Ordering::Release);
+                        Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(this.limit)))))
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Every response the host sends: a guest's body, watched for a guest failure, or a
+/// short body the host wrote itself.
+pub struct ResponseBody {
+    inner: HyperOutgoingBody,
+    guest_failed: Option<Arc<AtomicBool>>,
+}
+
+impl ResponseBody {
+    /// A guest's body. If the guest fails before finishing it, the body ends in an
+    /// error, so the client sees an aborted response rather than a complete-looking
+    /// truncated one.
+    pub fn from_guest(inner: HyperOutgoingBody, guest_failed: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            guest_failed: Some(guest_failed),
+        }
+    }
+
+    /// A complete body written by the host.
+    pub fn host(bytes: Bytes) -> Self {
+        Self {
+            inner: http_body_util::Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            guest_failed: None,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            // The guest's body ends cleanly both when it finished the body and when its
+            // instance died with the body open; only the guest's fate tells them apart.
+            // It is recorded before the instance is dropped, so it is current here.
+            Poll::Ready(None)
+                if self
+                    .guest_failed
+                    .as_ref()
+                    .is_some_and(|failed| failed.load(Ordering::Acquire)) =>
+            {
+                Poll::Ready(Some(Err(Error::HttpResponseIncomplete)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,181 @@
+//! Chaos: ten thousand requests at 64 concurrency mixing good requests with traps,
+//! infinite loops, memory bombs, oversized bodies and slowloris clients. Every good
+//! request must succeed, every bad one must get its own clear status, and the host's
+//! memory must come back down afterwards.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::util::{TestServer, client, guests};
+
+const REQUESTS: usize = 10_000;
+const CONCURRENCY: usize = 64;
+const SLOW_CLIENTS: usize = 8;
+
+/// Resident memory may grow by at most this much over the run: allocator caches and
+/// the instance pool's bookkeeping, but nothing per request.
+const RSS_GROWTH_BOUND_KIB: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Good,
+    Trap,
+    Loop,
+    MemoryBomb,
+    OversizedBody,
+}
+
+impl Kind {
+    fn of(index: usize) -> Self {
+        match index {
+            i if i % 200 == 7 => Kind::Loop,
+            i if i % 100 == 3 => Kind::MemoryBomb,
+            i if i % 100 == 11 => Kind::OversizedBody,
+            i if i % 20 == 5 => Kind::Trap,
+            _ => Kind::Good,
+        }
+    }
+
+    fn expected(self) -> StatusCode {
+        match self {
+            Kind::Good => StatusCode::OK,
+            Kind::Trap | Kind::MemoryBomb => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Loop => StatusCode::GATEWAY_TIMEOUT,
+            Kind::OversizedBody => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+}
+
+async fn send(http: &reqwest::Client, server_url: &str, index: usize) -> (Kind, StatusCode) {
+    let kind = Kind::of(index);
+    let request = match kind {
+        Kind::Good => http
+            .post(format!("{server_url}/echo"))
+            .body(format!("good {index}")),
+        Kind::Trap => http.get(format!("{server_url}/trap")),
+        Kind::Loop => http.get(format!("{server_url}/loop")),
+        Kind::MemoryBomb => http.get(format!("{server_url}/hog")),
+        Kind::OversizedBody => http
+            .post(format!("{server_url}/consume"))
+            .body(vec![0u8; 2 * 1024 * 1024]),
+    };
+    let response = request.send().await.unwrap_or_else(|error| {
+        panic!("request {index} ({kind:?}) failed: {error:?}");
+    });
+    let status = response.status();
+    if kind == Kind::Good {
+        let body = response.text().await.expect("good body");
+        assert_eq!(body, format!("good {index}"), "request {index}");
+    }
+    (kind, status)
+}
+
+/// Opens connections that never finish their headers, until told to stop.
+fn slowloris(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, opened: Arc<AtomicUsize>) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(mut stream) = TcpStream::connect(addr) {
+            opened.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\n");
+            // Held until the server's header read timeout closes it.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read(&mut stream, &mut [0u8; 16]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_mixed_requests_leave_the_host_healthy() {
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &[
+            "--request-timeout",
+            "300ms",
+            "--max-memory",
+            "32MiB",
+            "--max-body-size",
+            "1MiB",
+            "--header-read-timeout",
+            "1s",
+        ],
+    );
+    let url = server.url("");
+    let warm = client();
+    for index in (0..200).map(|i| i * 20) {
+        assert_eq!(send(&warm, &url, index).await.1, StatusCode::OK);
+    }
+    let rss_before = server.rss_kib();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow_opened = Arc::new(AtomicUsize::new(0));
+    let slow: Vec<_> = (0..SLOW_CLIENTS)
+        .map(|_| {
+            let (addr, stop, opened) = (server.addr, stop.clone(), slow_opened.clone());
+            std::thread::spawn(move || slowloris(addr, stop, opened))
+        })
+        .collect();
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (url, next) = (url.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let http = client();
+            let mut seen = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= REQUESTS {
+                    return seen;
+                }
+                seen.push(send(&http, &url, index).await);
+            }
+        }));
+    }
+    let mut outcomes: BTreeMap<(Kind, StatusCode), usize> = BTreeMap::new();
+    for worker in workers {
+        for outcome in worker.await.expect("worker") {
+            *outcomes.entry(outcome).or_default() += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for thread in slow {
+        thread.join().expect("slowloris thread");
+    }
+
+    // Let the last instances go back to the pool before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = server.rss_kib();
+    eprintln!(
+        "chaos: {REQUESTS} requests in {elapsed:.1?}, {} slowloris connections; \
+         outcomes {outcomes:?}; RSS before {rss_before} KiB, after {rss_after} KiB",
+        slow_opened.load(Ordering::Relaxed)
+    );
+
+    let total: usize = outcomes.values().sum();
+    assert_eq!(total, REQUESTS);
+    for ((kind, status), count) in &outcomes {
+        assert_eq!(
+            *status,
+            kind.expected(),
+            "{count} {kind:?} requests got {status}"
+        );
+    }
+    assert!(slow_opened.load(Ordering::Relaxed) >= SLOW_CLIENTS);
+    assert!(
+        rss_after <= rss_before + RSS_GROWTH_BOUND_KIB,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    let response = client()
+        .get(server.url("/echo"))
+        .send()
+        .await
+        .expect("after");
+    assert_eq!(response.status(), StatusCode::OK);
+}
