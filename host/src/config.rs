@@ -15,6 +15,20 @@ use crate::limits::{ClientLimits, InstanceLimits};
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// Host-owned path answering startup and liveness probes. It sits under `/.well-known/`
+/// where no application route lives, and does not end in `z`: Cloud Run reserves some
+/// such paths (`/healthz`).
+pub const DEFAULT_HEALTH_PATH: &str = "/.well-known/wasi-host/health";
+
+/// Default request deadline: Cloud Run's default request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "300s";
+
+/// Default drain time on SIGTERM: under Cloud Run's 10 s between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
+
+/// Default concurrency cap: Cloud Run's default `containerConcurrency`.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 80;
+
 /// A Cloud Run-ready host for WebAssembly HTTP components.
 #[derive(Debug, Parser)]
 #[command(name = "wasi-host", version, about, long_about = None)]
@@ -48,17 +62,17 @@ pub struct ServeArgs {
 
     /// Longest a request may run; a guest still running then is interrupted and, if it
     /// has not answered yet, the client gets `504`. Cloud Run's default is 300s.
-    #[arg(long, env = "WASI_HOST_REQUEST_TIMEOUT", default_value = "300s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WASI_HOST_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
     /// How long SIGTERM waits for in-flight requests before exiting; keep it under the
     /// platform's grace period (Cloud Run: 10s).
-    #[arg(long, env = "WASI_HOST_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WASI_HOST_SHUTDOWN_TIMEOUT", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Requests that run at once; more wait in the queue. Match Cloud Run's
     /// `containerConcurrency` (default 80).
-    #[arg(long, env = "WASI_HOST_MAX_CONCURRENCY", default_value_t = 80)]
+    #[arg(long, env = "WASI_HOST_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: u32,
 
     /// Requests that may wait for a free slot; beyond this they get `503` at once.
@@ -96,6 +110,11 @@ pub struct ServeArgs {
     /// closes HTTP/1 keep-alive connections idle for that long.
     #[arg(long, env = "WASI_HOST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Path the host answers itself with `200` for startup and liveness probes; it never
+    /// reaches the guest. An empty value turns it off.
+    #[arg(long, env = "WASI_HOST_HEALTH_PATH", default_value = DEFAULT_HEALTH_PATH)]
+    pub health_path: String,
 }
 
 /// The validated settings `serve` runs with.
@@ -115,6 +134,8 @@ pub struct ServeConfig {
     pub admission: AdmissionLimits,
     /// What a client may send.
     pub client: ClientLimits,
+    /// The probe path, if any.
+    pub health_path: Option<String>,
 }
 
 impl ServeArgs {
@@ -131,6 +152,10 @@ impl ServeArgs {
         ensure!(
             self.max_header_size.as_u64() >= 8192,
             "--max-header-size must be at least 8KiB"
+        );
+        ensure!(
+            self.health_path.is_empty() || self.health_path.starts_with('/'),
+            "--health-path must start with `/`"
         );
         let addr = self
             .addr
@@ -157,6 +182,7 @@ impl ServeArgs {
                 max_header_size: saturating_usize(self.max_header_size),
                 header_read_timeout: self.header_read_timeout,
             },
+            health_path: Some(self.health_path).filter(|path| !path.is_empty()),
         })
     }
 }

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use wasi_host::config::Cli;
 
+// Requests allocate and free many small objects across threads; musl's allocator (the
+// static release build) is slow at that, and mimalloc beats glibc's too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     wasi_host::telemetry::init();

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -15,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::admission::Admission;
 use crate::config::ServeConfig;
 use crate::engine;
-use crate::handler::{Handler, HandlerSettings};
+use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
 use crate::shutdown;
 
@@ -53,6 +55,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .context("cannot read the bound address")?;
     tracing::info!(component = %config.component.display(), "listening on http://{local}/");
 
+    // The component is loaded before the port is bound, so once the probe path answers
+    // the instance is ready for traffic.
+    let health_path: Option<Arc<str>> = config.health_path.as_deref().map(Arc::from);
     let graceful = GracefulShutdown::new();
     let builder = connection_builder(&config.client);
     let stop = shutdown::requested();
@@ -78,9 +83,18 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
                     tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
                 }
                 let handler = handler.clone();
-                let service = service_fn(move |request| {
+                let health_path = health_path.clone();
+                let service = service_fn(move |request: Request<Incoming>| {
                     let handler = handler.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handler.handle(request).await) }
+                    let is_probe = health_path.as_deref() == Some(request.uri().path());
+                    async move {
+                        let response = if is_probe {
+                            plain_response(StatusCode::OK, "ok")
+                        } else {
+                            handler.handle(request).await
+                        };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), service)

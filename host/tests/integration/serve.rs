@@ -159,3 +159,20 @@ async fn a_thousand_requests_over_32_keep_alive_connections() {
     }
     assert_eq!(total, REQUESTS);
 }
+
+#[tokio::test]
+async fn the_probe_path_is_answered_by_the_host_and_can_be_turned_off() {
+    let probe = wasi_host::config::DEFAULT_HEALTH_PATH;
+    let server = TestServer::start(&guests().testbed);
+    let response = client().get(server.url(probe)).send().await.expect("probe");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("body"), "ok\n");
+
+    let without = TestServer::start_with(&guests().testbed, &["--health-path", ""]);
+    let response = client().get(without.url(probe)).send().await.expect("GET");
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "the guest answers it"
+    );
+}
