@@ -26,6 +26,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "300s";
 /// Default drain time on SIGTERM: under Cloud Run's 10 s between SIGTERM and SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
 
+/// Largest `--max-memory`: a 32-bit linear memory cannot grow past 4 GiB.
+const MAX_MEMORY_CAP: u64 = 4 << 30;
+
 /// Default concurrency cap: Cloud Run's default `containerConcurrency`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 80;
 
@@ -43,12 +46,31 @@ pub struct Cli {
 pub enum Command {
     /// Serve a wasi:http/proxy component over HTTP, a fresh instance per request.
     Serve(ServeArgs),
+    /// Compile a component ahead of time into a `.cwasm` that `serve` loads in
+    /// milliseconds. The file is tied to this build of wasi-host: a different version
+    /// refuses it.
+    Compile(CompileArgs),
+}
+
+/// Flags of `wasi-host compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component to compile (`.wasm`).
+    #[arg(value_name = "COMPONENT")]
+    pub component: PathBuf,
+
+    /// Where to write the precompiled component. Default: beside COMPONENT, as `.cwasm`,
+    /// where `serve COMPONENT` finds it.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Flags of `wasi-host serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The component to serve: a `.wasm` file exporting `wasi:http/incoming-handler`.
+    /// The component to serve: a `.wasm` exporting `wasi:http/incoming-handler`, or a
+    /// `.cwasm` from `wasi-host compile`. A `.cwasm` beside a `.wasm`, at least as new,
+    /// is loaded instead of compiling.
     #[arg(value_name = "COMPONENT", env = "WASI_HOST_COMPONENT")]
     pub component: PathBuf,
 
@@ -146,8 +168,8 @@ impl ServeArgs {
             "--max-concurrency must be at least 1"
         );
         ensure!(
-            self.max_memory.as_u64() >= 64 * 1024,
-            "--max-memory must be at least one wasm page (64KiB)"
+            (64 * 1024..=MAX_MEMORY_CAP).contains(&self.max_memory.as_u64()),
+            "--max-memory must be between 64KiB (one wasm page) and 4GiB (the 32-bit address space)"
         );
         ensure!(
             self.max_header_size.as_u64() >= 8192,

@@ -5,11 +5,13 @@
 //! Errors here are `wasmtime::Error`, which keeps wasmtime's own context chain; callers
 //! turn them into `anyhow::Error` with `?`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result, bail};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled, Result, bail,
+};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::limits::InstanceLimits;
@@ -18,10 +20,13 @@ use crate::state::RequestState;
 /// The export that makes a component a `wasi:http/proxy` handler.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler";
 
+/// File extension of components precompiled by `wasi-host compile`.
+pub const PRECOMPILED_EXTENSION: &str = "cwasm";
+
 /// Builds the engine, with the pooling allocator sized from `limits` when the machine
 /// lets us reserve its address space, and on-demand allocation otherwise.
 pub fn build_engine(limits: &InstanceLimits) -> Result<Engine> {
-    let mut config = base_config(limits);
+    let mut config = code_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(limits)));
     match Engine::new(&config) {
         Ok(engine) => {
@@ -34,24 +39,27 @@ pub fn build_engine(limits: &InstanceLimits) -> Result<Engine> {
             tracing::warn!(
                 "pooling allocator unavailable ({error:#}); falling back to on-demand allocation"
             );
-            let mut config = base_config(limits);
+            let mut config = code_config();
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             Engine::new(&config).context("failed to create the wasmtime engine")
         }
     }
 }
 
-fn base_config(limits: &InstanceLimits) -> Config {
+/// The settings that shape generated code. They depend on no flag, so a component
+/// precompiled once loads into every `serve`, whatever its limits.
+fn code_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Deadlines interrupt guests through the epoch counter: one shared ticker thread,
     // not a timer per request.
     config.epoch_interruption(true);
-    // Linear memories are reserved at their cap, so they never move and the reservation
-    // stays small enough for many concurrent instances.
-    config.memory_reservation(limits.max_memory as u64);
-    config.memory_reservation_for_growth(0);
     config
+}
+
+/// An engine for `wasi-host compile`: the same code settings as `serve`, no pool.
+pub fn compile_engine() -> Result<Engine> {
+    Engine::new(&code_config()).context("failed to create the wasmtime engine")
 }
 
 fn pooling_config(limits: &InstanceLimits) -> PoolingAllocationConfig {
@@ -81,26 +89,153 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<RequestState>> {
     Ok(linker)
 }
 
-/// Reads, compiles, links and pre-instantiates the component at `path`.
+/// Loads the component at `path` (a `.wasm`, or a `.cwasm` from `wasi-host compile`),
+/// links it and pre-instantiates it.
 pub fn load_proxy(
     engine: &Engine,
     linker: &Linker<RequestState>,
     path: &Path,
 ) -> Result<ProxyPre<RequestState>> {
+    let component = load(engine, path)?;
+    pre_instantiate(engine, linker, &component, path)
+}
+
+/// Compiles the component at `input` ahead of time into `output`, after the same checks
+/// `serve` makes, so a file that compiles also serves.
+pub fn precompile(
+    engine: &Engine,
+    linker: &Linker<RequestState>,
+    input: &Path,
+    output: &Path,
+) -> Result<()> {
+    if output == input {
+        bail!(
+            "refusing to overwrite `{}` with its own compiled form",
+            input.display()
+        );
+    }
+    let component = compile(engine, input)?;
+    pre_instantiate(engine, linker, &component, input)?;
+    let bytes = component
+        .serialize()
+        .with_context(|| format!("cannot serialize `{}`", input.display()))?;
+    std::fs::write(output, bytes)
+        .with_context(|| format!("cannot write `{}`", output.display()))?;
+    Ok(())
+}
+
+/// Where `compile` writes when no `-o` is given: beside the input, as `.cwasm`.
+pub fn default_precompiled_path(input: &Path) -> PathBuf {
+    input.with_extension(PRECOMPILED_EXTENSION)
+}
+
+fn pre_instantiate(
+    engine: &Engine,
+    linker: &Linker<RequestState>,
+    component: &Component,
+    path: &Path,
+) -> Result<ProxyPre<RequestState>> {
     let shown = path.display();
-    let component = compile(engine, path)?;
-    if !exports_incoming_handler(engine, &component) {
-        let exports = export_names(engine, &component);
+    if !exports_incoming_handler(engine, component) {
+        let exports = export_names(engine, component);
         bail!(
             "`{shown}` is not a wasi:http/proxy component: it does not export \
              {INCOMING_HANDLER} (it exports: {exports})"
         );
     }
     let instance_pre = linker
-        .instantiate_pre(&component)
+        .instantiate_pre(component)
         .with_context(|| format!("`{shown}` imports something this host does not provide"))?;
     ProxyPre::new(instance_pre)
         .with_context(|| format!("`{shown}` does not match the wasi:http/proxy world"))
+}
+
+/// Loads a precompiled component, or a `.wasm` — preferring a fresh `.cwasm` beside it.
+fn load(engine: &Engine, path: &Path) -> Result<Component> {
+    let shown = path.display();
+    if is_elf(path).with_context(|| format!("cannot read component `{shown}`"))? {
+        return match Engine::detect_precompiled_file(path)? {
+            Some(Precompiled::Component) => deserialize(engine, path).with_context(|| {
+                format!(
+                    "`{shown}` was precompiled by another wasmtime version or engine \
+                     configuration; compile it again with `wasi-host compile`"
+                )
+            }),
+            Some(Precompiled::Module) => {
+                bail!("`{shown}` is a precompiled core WebAssembly module, not a component")
+            }
+            None => bail!("`{shown}` is a native executable, not a WebAssembly component"),
+        };
+    }
+    let Some(sibling) = fresh_precompiled_sibling(path) else {
+        return compile(engine, path);
+    };
+    match load_sibling(engine, &sibling) {
+        Ok(component) => {
+            tracing::info!("loaded `{}`, precompiled from `{shown}`", sibling.display());
+            Ok(component)
+        }
+        Err(error) => {
+            tracing::warn!(
+                "ignoring `{}` ({error:#}); compiling `{shown}` instead",
+                sibling.display()
+            );
+            compile(engine, path)
+        }
+    }
+}
+
+/// Whether the file starts like an ELF object, the container of precompiled artifacts.
+fn is_elf(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path)?;
+    match file.read_exact(&mut magic) {
+        Ok(()) => Ok(&magic == b"\x7fELF"),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+fn load_sibling(engine: &Engine, sibling: &Path) -> Result<Component> {
+    if !is_elf(sibling)? {
+        bail!("not a precompiled component");
+    }
+    match Engine::detect_precompiled_file(sibling)? {
+        Some(Precompiled::Component) => deserialize(engine, sibling),
+        _ => bail!("not a precompiled component"),
+    }
+}
+
+/// A `.cwasm` beside `path` that is at least as new as it, so it was built from it (or
+/// from what `path` was replaced with, if clocks were set back: then it is ignored).
+fn fresh_precompiled_sibling(path: &Path) -> Option<PathBuf> {
+    let sibling = default_precompiled_path(path);
+    if sibling == path {
+        return None;
+    }
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (source, precompiled) = (modified(path)?, modified(&sibling)?);
+    if precompiled >= source {
+        Some(sibling)
+    } else {
+        tracing::warn!(
+            "ignoring `{}`: it is older than `{}`",
+            sibling.display(),
+            path.display()
+        );
+        None
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: wasmtime checks that the file is an artifact of this wasmtime version and
+    // engine configuration before using it; what it cannot check is that the file was
+    // made by wasmtime and not forged, which is why only operators' own `.cwasm` files
+    // (from `wasi-host compile`) are to be served. The file is mapped, not copied, and
+    // must not change while the host runs, like any executable.
+    unsafe { Component::deserialize_file(engine, path) }
 }
 
 fn compile(engine: &Engine, path: &Path) -> Result<Component> {

@@ -30,5 +30,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 .context("failed to start the async runtime")?;
             runtime.block_on(server::serve(args.into_config()?))
         }
+        Command::Compile(args) => {
+            let engine = engine::compile_engine()?;
+            let linker = engine::build_linker(&engine)?;
+            let output = args
+                .output
+                .unwrap_or_else(|| engine::default_precompiled_path(&args.component));
+            engine::precompile(&engine, &linker, &args.component, &output)?;
+            tracing::info!(
+                "compiled `{}` to `{}`",
+                args.component.display(),
+                output.display()
+            );
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,141 @@
+//! `wasi-host compile` and serving its `.cwasm`: directly, found beside the `.wasm`,
+//! and refused (or replaced by a fresh compile) when it does not match this host.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+
+use crate::util::{TestServer, client, guests, run_host};
+
+/// Copies the hello guest into a fresh directory.
+fn hello_in_tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("hello.wasm");
+    std::fs::copy(&guests().hello, &wasm).expect("copy hello");
+    (dir, wasm)
+}
+
+fn compile(args: &[&Path]) -> std::process::Output {
+    let mut all = vec!["compile"];
+    all.extend(args.iter().map(|p| p.to_str().expect("utf-8 path")));
+    run_host(&all)
+}
+
+/// Rewrites the wasmtime version recorded in a `.cwasm` (`"48"` after a version byte 0
+/// and a length byte 2), as if another wasmtime release had made it.
+fn make_foreign(cwasm: &Path) {
+    let mut bytes = std::fs::read(cwasm).expect("read cwasm");
+    let marker = b"\x00\x0248";
+    let at = bytes
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .expect("engine version in the cwasm");
+    bytes[at + 2..at + 4].copy_from_slice(b"47");
+    std::fs::write(cwasm, bytes).expect("write cwasm");
+}
+
+async fn assert_hello(server: &TestServer) {
+    let response = client().get(server.url("/")).send().await.expect("GET /");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("body"), "Hello, World!");
+}
+
+#[tokio::test]
+async fn compiled_component_serves() {
+    let (dir, wasm) = hello_in_tempdir();
+    let cwasm = dir.path().join("out.cwasm");
+    let output = compile(&[&wasm, Path::new("-o"), &cwasm]);
+    assert!(output.status.success(), "{output:?}");
+    let bytes = std::fs::read(&cwasm).expect("cwasm written");
+    assert_eq!(&bytes[..4], b"\x7fELF", "a precompiled artifact");
+
+    let server = TestServer::start(&cwasm);
+    assert_hello(&server).await;
+}
+
+#[tokio::test]
+async fn fresh_cwasm_beside_the_wasm_is_used_and_a_stale_one_ignored() {
+    let (_dir, wasm) = hello_in_tempdir();
+    let output = compile(&[&wasm]);
+    assert!(output.status.success(), "{output:?}");
+    let cwasm = wasm.with_extension("cwasm");
+    assert!(cwasm.exists(), "compile writes beside the input by default");
+
+    let server = TestServer::start(&wasm);
+    server.assert_logged("precompiled from");
+    assert_hello(&server).await;
+    drop(server);
+
+    // A .wasm replaced after compiling makes the .cwasm stale.
+    let later = SystemTime::now() + Duration::from_secs(60);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&wasm)
+        .expect("open");
+    file.set_modified(later).expect("set mtime");
+    let server = TestServer::start(&wasm);
+    server.assert_logged("is older than");
+    assert_hello(&server).await;
+}
+
+#[test]
+fn cwasm_from_another_wasmtime_is_refused_with_a_clear_message() {
+    let (_dir, wasm) = hello_in_tempdir();
+    assert!(compile(&[&wasm]).status.success());
+    let cwasm = wasm.with_extension("cwasm");
+    make_foreign(&cwasm);
+    let output = run_host(&["serve", cwasm.to_str().unwrap(), "--addr", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    assert!(
+        stderr.contains("was precompiled by another wasmtime version"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("compile it again with `wasi-host compile`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn foreign_cwasm_beside_the_wasm_is_replaced_by_compiling() {
+    let (_dir, wasm) = hello_in_tempdir();
+    assert!(compile(&[&wasm]).status.success());
+    make_foreign(&wasm.with_extension("cwasm"));
+    let server = TestServer::start(&wasm);
+    server.assert_logged("compiling");
+    assert_hello(&server).await;
+}
+
+#[test]
+fn compile_makes_the_same_checks_as_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = compile(&[
+        &guests().command,
+        Path::new("-o"),
+        &dir.path().join("x.cwasm"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("is not a wasi:http/proxy component"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("x.cwasm").exists(),
+        "nothing written on failure"
+    );
+}
+
+#[test]
+fn compile_refuses_to_overwrite_its_input() {
+    let (_dir, wasm) = hello_in_tempdir();
+    let cwasm = wasm.with_extension("cwasm");
+    assert!(compile(&[&wasm, Path::new("-o"), &cwasm]).status.success());
+    let output = compile(&[&cwasm]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("refusing to overwrite"), "{stderr}");
+}
