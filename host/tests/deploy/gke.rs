@@ -1,0 +1,157 @@
+//! `deploy/gke/`: the Deployment and its Service.
+
+use std::time::Duration;
+
+use serde_yaml::Value;
+use wasi_host::config::{DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT};
+
+use crate::manifest::{
+    duration_setting, http_probes, image_lines, int, load, only_container, read, setting, str,
+};
+
+const DEPLOYMENT: &str = "deploy/gke/deployment.yaml";
+
+fn deployment() -> Value {
+    let deployment = load(DEPLOYMENT);
+    assert_eq!(str(&deployment["kind"], "kind"), "Deployment");
+    deployment
+}
+
+/// The container port named `name` (a probe's or a Service's named port).
+fn named_port(container: &Value, name: &str) -> u64 {
+    let ports = container["ports"].as_sequence().expect("container ports");
+    let port = ports
+        .iter()
+        .find(|port| port["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no container port named {name}"));
+    int(&port["containerPort"], "containerPort")
+}
+
+/// A port reference (number or name) resolved against `container`.
+fn resolve_port(container: &Value, port: &Value) -> u64 {
+    port.as_u64()
+        .unwrap_or_else(|| named_port(container, str(port, "a port")))
+}
+
+#[test]
+fn gke_probes_and_service_reach_the_port_the_host_listens_on() {
+    let deployment = deployment();
+    let pod = &deployment["spec"]["template"];
+    let container = only_container(&pod["spec"]);
+    let listen_port = setting(container, "PORT", DEFAULT_PORT);
+    assert_eq!(named_port(container, "http"), u64::from(listen_port));
+
+    let health_path = setting(
+        container,
+        "WASI_HOST_HEALTH_PATH",
+        DEFAULT_HEALTH_PATH.to_owned(),
+    );
+    let probes = http_probes(container);
+    assert_eq!(probes.len(), 3, "startup, readiness and liveness probes");
+    for (kind, path, port) in probes {
+        assert_eq!(path, health_path, "{kind} probe path");
+        assert_eq!(
+            resolve_port(container, port),
+            u64::from(listen_port),
+            "{kind} probe port"
+        );
+    }
+
+    let service = load("deploy/gke/service.yaml");
+    assert_eq!(str(&service["kind"], "kind"), "Service");
+    assert_eq!(
+        service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"],
+        "the Service selects the Deployment's pods"
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"],
+        "the Deployment selects its own pods"
+    );
+    for port in service["spec"]["ports"]
+        .as_sequence()
+        .expect("service ports")
+    {
+        assert_eq!(
+            resolve_port(container, &port["targetPort"]),
+            u64::from(listen_port)
+        );
+    }
+    assert_eq!(
+        image_lines(&read(DEPLOYMENT)),
+        1,
+        "one image line in {DEPLOYMENT}"
+    );
+}
+
+#[test]
+fn gke_grace_period_outlasts_the_drain() {
+    let deployment = deployment();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = only_container(pod);
+    let grace = Duration::from_secs(int(
+        &pod["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds",
+    ));
+    let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let drain = duration_setting(
+        container,
+        "WASI_HOST_SHUTDOWN_TIMEOUT",
+        DEFAULT_SHUTDOWN_TIMEOUT,
+    );
+    assert!(
+        grace > pre_stop + drain,
+        "terminationGracePeriodSeconds ({grace:?}) must outlast the preStop sleep ({pre_stop:?}) and the drain ({drain:?})"
+    );
+}
+
+#[test]
+fn gke_runs_the_image_locked_down_as_its_own_user() {
+    let deployment = deployment();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = only_container(pod);
+    let pod_security = &pod["securityContext"];
+    assert_eq!(
+        pod_security["runAsNonRoot"].as_bool(),
+        Some(true),
+        "runAsNonRoot"
+    );
+
+    let dockerfile = read("Dockerfile");
+    let image_user = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("USER "))
+        .last()
+        .expect("the Dockerfile sets USER");
+    let (uid, gid) = image_user
+        .split_once(':')
+        .unwrap_or((image_user, image_user));
+    assert_eq!(
+        int(&pod_security["runAsUser"], "runAsUser").to_string(),
+        uid
+    );
+    assert_eq!(
+        int(&pod_security["runAsGroup"], "runAsGroup").to_string(),
+        gid
+    );
+
+    let security = &container["securityContext"];
+    assert_eq!(
+        security["readOnlyRootFilesystem"].as_bool(),
+        Some(true),
+        "readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        security["allowPrivilegeEscalation"].as_bool(),
+        Some(false),
+        "allowPrivilegeEscalation"
+    );
+    let dropped = security["capabilities"]["drop"]
+        .as_sequence()
+        .expect("capabilities.drop");
+    assert!(
+        dropped.iter().any(|cap| cap.as_str() == Some("ALL")),
+        "drop ALL capabilities"
+    );
+}

@@ -1,0 +1,7 @@
+//! Deploy manifest tests: the Cloud Run service, its Cloud Build pipeline and the GKE
+//! manifests in `deploy/` must agree with the host's defaults and with the image, so a
+//! changed default cannot leave a probe, a port or a deadline behind.
+
+mod cloud_run;
+mod gke;
+mod manifest;
