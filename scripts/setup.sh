@@ -14,17 +14,21 @@ if ! cargo component --version 2>/dev/null | grep -q "cargo-component $CARGO_COM
   cargo install cargo-component --version "$CARGO_COMPONENT_VERSION" --locked
 fi
 
-# The container tests build the image with podman and run it under runc and under gVisor
-# (runsc, the sandbox of Cloud Run's first generation); musl-gcc links the static host.
+# The container tests build the image with podman and run it under runc (podman's own
+# default may be crun) and under gVisor (runsc, the sandbox of Cloud Run's first
+# generation); musl-gcc compiles the C parts of the static host; the image ships the CA
+# bundle that ca-certificates generates.
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
-if ! command -v podman >/dev/null || ! command -v runsc >/dev/null || ! command -v musl-gcc >/dev/null; then
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v runsc >/dev/null \
+  || ! command -v musl-gcc >/dev/null || [ ! -f /etc/ssl/certs/ca-certificates.crt ]; then
   "${sudo[@]}" apt-get update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y podman runsc musl-tools
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y podman runc runsc musl-tools ca-certificates
 fi
 
-# podman's default ulimits ask for more open files than a container may have here, and
-# `podman run` fails before the container starts: let containers inherit the limits.
+# podman raises every container's open-file limit past what a machine with a lower hard
+# limit allows, and `podman run` then fails ("error setting rlimit type 7"): let
+# containers inherit the limits instead.
 conf=/etc/containers/containers.conf
 if ! grep -qs '^[[:space:]]*default_ulimits[[:space:]]*=' "$conf"; then
   "${sudo[@]}" mkdir -p "$(dirname "$conf")"

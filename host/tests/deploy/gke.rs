@@ -121,8 +121,8 @@ fn gke_runs_the_image_locked_down_as_its_own_user() {
     let dockerfile = read("Dockerfile");
     let image_user = dockerfile
         .lines()
-        .filter_map(|line| line.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|line| line.strip_prefix("USER "))
         .expect("the Dockerfile sets USER");
     let (uid, gid) = image_user
         .split_once(':')

@@ -1,0 +1,69 @@
+//! The image as a platform sees it: its size and user, and a container's life from start
+//! to `podman stop` under each runtime.
+
+use std::time::Duration;
+
+use wasi_host::config::{DEFAULT_HEALTH_PATH, DEFAULT_PORT};
+
+use crate::container::{Container, Runtime};
+use crate::image::{image, inspect};
+
+/// The largest image we ship: a small image pulls fast on a cold start.
+const MAX_IMAGE_BYTES: u64 = 25_000_000;
+
+/// Longest `podman stop` may take: an idle host exits at once on SIGTERM, far inside the
+/// 10 s after which the platform kills it (gVisor adds its own teardown).
+const MAX_STOP_TIME: Duration = Duration::from_secs(3);
+
+#[test]
+fn image_is_small_runs_as_non_root_and_exposes_the_default_port() {
+    let image = image();
+    let size: u64 = inspect(image, "{{.Size}}").parse().expect("image size");
+    eprintln!("image size: {size} bytes");
+    assert!(
+        size <= MAX_IMAGE_BYTES,
+        "the image is {size} bytes, more than {MAX_IMAGE_BYTES}"
+    );
+    assert_eq!(inspect(image, "{{.Config.User}}"), "65532:65532");
+    assert!(
+        inspect(image, "{{json .Config.ExposedPorts}}")
+            .contains(&format!("\"{DEFAULT_PORT}/tcp\"")),
+        "the image should expose the host's default port {DEFAULT_PORT}"
+    );
+}
+
+#[test]
+fn serves_and_stops_cleanly_under_runc() {
+    serves_and_stops_cleanly(Runtime::Runc);
+}
+
+#[test]
+fn serves_and_stops_cleanly_under_gvisor() {
+    serves_and_stops_cleanly(Runtime::Runsc);
+}
+
+fn serves_and_stops_cleanly(runtime: Runtime) {
+    let container = Container::start(image(), runtime);
+    container.wait_ready(DEFAULT_HEALTH_PATH);
+
+    let (status, body) = container.get("/").expect("GET /");
+    assert_eq!((status, body.as_str()), (200, "Hello, World!"));
+    assert!(
+        container
+            .logs()
+            .contains(&format!("listening on http://0.0.0.0:{}/", container.port)),
+        "the host should listen on $PORT on all interfaces"
+    );
+
+    let took = container.stop();
+    eprintln!("{runtime:?}: podman stop took {took:?}");
+    assert_eq!(
+        container.inspect("{{.State.ExitCode}}"),
+        "0",
+        "SIGTERM should end the host with exit code 0"
+    );
+    assert!(
+        took < MAX_STOP_TIME,
+        "podman stop took {took:?}: SIGTERM should end the host at once"
+    );
+}
