@@ -1,0 +1,243 @@
+# Shared by bench/run.sh and bench/portability.sh: the one-time installs, the builds,
+# and starting, probing and stopping one server on loopback. Source it; it only
+# defines paths and functions.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT_DIR=$(dirname "$BENCH_DIR")
+# A target directory of our own, so a benchmark build never waits for cargo's build
+# lock while the workspace is being built by someone else.
+export CARGO_TARGET_DIR=$ROOT_DIR/target/bench
+BUILD_DIR=$BENCH_DIR/build
+VENV_DIR=$BENCH_DIR/.venv
+WASMTIME_VERSION=48.0.8
+WASMTIME=${CARGO_HOME:-$HOME/.cargo}/bin/wasmtime
+WASI_HOST=$CARGO_TARGET_DIR/release/wasi-host
+NATIVE_HELLO=$CARGO_TARGET_DIR/release/native-hello
+# Every server listens on a fresh port from here up, on 127.0.0.1 only.
+NEXT_PORT=${BENCH_PORT_BASE:-18100}
+
+# wasmtime formats an error on each request's normal path; with backtraces enabled each
+# one also captures a backtrace, a few percent of CPU. No server under test gets them.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+
+# The readiness probe writes to sockets from this shell: a server that resets a
+# connection must not kill the harness with SIGPIPE.
+trap '' PIPE
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+mkdir -p "$BUILD_DIR"
+
+# ---------------------------------------------------------------------------------------
+# One-time installs, each skipped when already done.
+
+install_wrk() {
+  command -v wrk >/dev/null && return
+  log "installing wrk"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y wrk
+}
+
+wasmtime_installed() {
+  "$WASMTIME" --version 2>/dev/null | grep -Eq "^wasmtime ${WASMTIME_VERSION//./\\.}( |$)"
+}
+
+# Starts `cargo install wasmtime-cli` in the background when the pinned version is
+# missing: it compiles for a long time on a small machine, so the other builds run
+# meanwhile. finish_wasmtime_install waits for it.
+start_wasmtime_install() {
+  WASMTIME_INSTALL_PID=
+  wasmtime_installed && return
+  log "installing wasmtime-cli $WASMTIME_VERSION in the background (log: build/wasmtime-install.log)"
+  # cargo install would otherwise build in our CARGO_TARGET_DIR and hold its lock.
+  env -u CARGO_TARGET_DIR cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked \
+    >"$BUILD_DIR/wasmtime-install.log" 2>&1 &
+  WASMTIME_INSTALL_PID=$!
+}
+
+finish_wasmtime_install() {
+  if [[ -n ${WASMTIME_INSTALL_PID:-} ]]; then
+    log "waiting for the wasmtime-cli install"
+    wait "$WASMTIME_INSTALL_PID" || die "cargo install wasmtime-cli failed; see bench/build/wasmtime-install.log"
+  fi
+  wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION"
+}
+
+# Flask, gunicorn and componentize-py, pinned in requirements.txt, in a git-ignored venv.
+install_python_tools() {
+  local stamp=$VENV_DIR/.requirements-installed
+  [[ -f $stamp && $stamp -nt $BENCH_DIR/requirements.txt ]] && return
+  log "installing the Python tools into bench/.venv"
+  python3 -m venv "$VENV_DIR"
+  "$VENV_DIR/bin/pip" install --quiet --disable-pip-version-check -r "$BENCH_DIR/requirements.txt"
+  touch "$stamp"
+}
+
+# ---------------------------------------------------------------------------------------
+# Builds. Cargo skips what is up to date; the Python guest and the precompiled files are
+# rebuilt only when an input is newer than the output.
+
+# Whether OUTPUT is missing or older than any file under the INPUT paths.
+stale() {
+  local output=$1
+  shift
+  [[ ! -e $output ]] || [[ -n $(find "$@" -newer "$output" -type f -print -quit) ]]
+}
+
+build_rust() {
+  log "building wasi-host, the hello guest and native-hello (release)"
+  # The project's setup: the wasm targets the guest builds need.
+  "$ROOT_DIR/scripts/setup.sh" >"$BUILD_DIR/setup.log" 2>&1 ||
+    die "scripts/setup.sh failed; see bench/build/setup.log"
+  (cd "$ROOT_DIR" && cargo build --quiet --release -p wasi-host)
+  (cd "$ROOT_DIR" && cargo build --quiet --release -p hello --target wasm32-wasip2)
+  cargo build --quiet --release --manifest-path "$BENCH_DIR/native-hello/Cargo.toml"
+  cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
+}
+
+build_python_guest() {
+  local output=$BUILD_DIR/python.wasm
+  stale "$output" "$BENCH_DIR/python-guest" "$ROOT_DIR/wit" "$VENV_DIR/.requirements-installed" || return 0
+  log "building the Python guest with componentize-py"
+  # componentize-py resolves `-d wit` and the app's module path from where it runs.
+  (cd "$ROOT_DIR" && "$VENV_DIR/bin/componentize-py" -d wit -w hello componentize \
+    -p bench/python-guest app -o "$output.tmp" >/dev/null)
+  mv "$output.tmp" "$output"
+}
+
+# Whether this build of wasi-host has `compile` (and so serves `.cwasm` files).
+wasi_host_precompiles() {
+  "$WASI_HOST" --help | grep -qE '^ +compile '
+}
+
+# Writes each host's precompiled form of build/GUEST.wasm to build/HOST/GUEST.cwasm.
+# They live in folders of their own: a `.cwasm` beside the `.wasm` is picked up by
+# `wasi-host serve GUEST.wasm`, which would hide the compile we time.
+precompile() {
+  local guest=$1 wasm=$BUILD_DIR/$1.wasm
+  mkdir -p "$BUILD_DIR/wasmtime" "$BUILD_DIR/wasi-host"
+  if stale "$BUILD_DIR/wasmtime/$guest.cwasm" "$wasm" "$WASMTIME"; then
+    log "precompiling $guest for wasmtime serve"
+    "$WASMTIME" compile "$wasm" -o "$BUILD_DIR/wasmtime/$guest.cwasm"
+  fi
+  if wasi_host_precompiles && stale "$BUILD_DIR/wasi-host/$guest.cwasm" "$wasm" "$WASI_HOST"; then
+    log "precompiling $guest for wasi-host"
+    "$WASI_HOST" compile "$wasm" -o "$BUILD_DIR/wasi-host/$guest.cwasm" 2>/dev/null
+  fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Servers. A server is KIND/GUEST: KIND is native, flask, wasmtime or wasi-host; GUEST is
+# hello or python (native and flask serve their own hello). FORM says how a wasm host
+# gets the guest: `wasm` (compiled at start, no cache) or `cwasm` (precompiled).
+
+# The file that HOST serves GUEST from in FORM, or nothing when HOST cannot.
+artifact() {
+  local host=$1 guest=$2 form=$3
+  if [[ $form == wasm ]]; then
+    echo "$BUILD_DIR/$guest.wasm"
+  elif [[ -f $BUILD_DIR/$host/$guest.cwasm ]]; then
+    echo "$BUILD_DIR/$host/$guest.cwasm"
+  fi
+}
+
+# Fills SERVER_CMD with the command line that serves SERVER in FORM on 127.0.0.1:PORT.
+server_command() {
+  local kind=${1%/*} guest=${1#*/} form=$2 port=$3 file
+  local addr=127.0.0.1:$port
+  case $kind in
+    native) SERVER_CMD=("$NATIVE_HELLO" --addr "$addr") ;;
+    flask)
+      SERVER_CMD=("$VENV_DIR/bin/gunicorn" --workers 2 --bind "$addr"
+        --chdir "$BENCH_DIR/flask" app:app)
+      ;;
+    wasmtime)
+      file=$(artifact wasmtime "$guest" "$form")
+      # `-S cli`: toolchain-built guests import wasi:cli besides the proxy world.
+      # `-C cache=n`: a compiling start is timed without wasmtime's compilation cache.
+      SERVER_CMD=("$WASMTIME" serve -S cli -C cache=n --addr "$addr")
+      [[ $form == cwasm ]] && SERVER_CMD+=(--allow-precompiled)
+      SERVER_CMD+=("$file")
+      ;;
+    wasi-host)
+      file=$(artifact wasi-host "$guest" "$form")
+      SERVER_CMD=("$WASI_HOST" serve "$file" --addr "$addr")
+      ;;
+    *) die "unknown server kind: $kind" ;;
+  esac
+}
+
+# Whether SERVER can be started in FORM with what this build has.
+server_supports() {
+  local kind=${1%/*} guest=${1#*/} form=$2
+  case $kind in
+    native | flask) [[ $form == native ]] ;;
+    *) [[ $form != native && -n $(artifact "$kind" "$guest" "$form") ]] ;;
+  esac
+}
+
+# Picks a fresh loopback port for SERVER in FORM and fills SERVER_CMD; launch_server
+# then starts it. Two steps, so a cold start's clock starts after the preparation.
+prepare_server() {
+  SERVER_PORT=$((NEXT_PORT++))
+  SERVER_LOG=$BUILD_DIR/server.log
+  server_command "$1" "$2" "$SERVER_PORT"
+}
+
+# Starts SERVER_CMD; sets SERVER_PID. The server is a child of this shell, so
+# stop_server can wait for it.
+launch_server() {
+  "${SERVER_CMD[@]}" >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+}
+
+# Starts SERVER in FORM and waits until it answers.
+start_server() {
+  prepare_server "$1" "$2"
+  launch_server
+  wait_until_ready
+}
+
+# SIGTERM, then SIGKILL if the server has not exited within 10 s.
+stop_server() {
+  local _
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in {1..100}; do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
+
+# A file descriptor whose reads never see data: `read -t` on it is a sub-millisecond
+# sleep without forking a `sleep` process.
+exec {SLEEP_FD}<> <(:)
+
+# Whether `GET PATH` on the server answers `200`. Bash's /dev/tcp opens the connection
+# in this shell, so a tight probe loop forks nothing that competes with the server for
+# the CPU while it starts.
+answers_ok() {
+  local port=$1 fd line
+  { exec {fd}<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
+  printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&"$fd" 2>/dev/null
+  IFS= read -r -t 10 line <&"$fd" || line=
+  exec {fd}>&-
+  [[ $line == "HTTP/1."[01]" 200 "* ]]
+}
+
+# Polls `/` every millisecond until it answers 200; fails (showing the server's log) if
+# the server exits or takes longer than TIMEOUT seconds.
+wait_until_ready() {
+  local timeout=${1:-180} deadline=$((SECONDS + ${1:-180}))
+  until answers_ok "$SERVER_PORT"; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null || ((SECONDS > deadline)); then
+      log "server did not answer 200 on / within ${timeout}s: ${SERVER_CMD[*]}"
+      cat "$SERVER_LOG" >&2
+      stop_server
+      return 1
+    fi
+    read -r -t 0.001 -u "$SLEEP_FD" || true
+  done
+}
