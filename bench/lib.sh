@@ -93,7 +93,8 @@ build_rust() {
   (cd "$ROOT_DIR" && cargo build --quiet --release -p wasi-host)
   (cd "$ROOT_DIR" && cargo build --quiet --release -p hello --target wasm32-wasip2)
   cargo build --quiet --release --manifest-path "$BENCH_DIR/native-hello/Cargo.toml"
-  cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
+  # Keeping cargo's timestamp keeps the precompiled files fresh while the guest is.
+  cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
 }
 
 build_python_guest() {
@@ -177,10 +178,20 @@ server_supports() {
   esac
 }
 
+# Whether something already listens on 127.0.0.1:PORT.
+port_in_use() {
+  local fd
+  { exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  exec {fd}>&-
+}
+
 # Picks a fresh loopback port for SERVER in FORM and fills SERVER_CMD; launch_server
 # then starts it. Two steps, so a cold start's clock starts after the preparation.
 prepare_server() {
-  SERVER_PORT=$((NEXT_PORT++))
+  # A port someone else listens on would answer the readiness probe for our server.
+  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  SERVER_PORT=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
   SERVER_LOG=$BUILD_DIR/server.log
   server_command "$1" "$2" "$SERVER_PORT"
 }
@@ -202,6 +213,7 @@ start_server() {
 # SIGTERM, then SIGKILL if the server has not exited within 10 s.
 stop_server() {
   local _
+  [[ -n ${SERVER_PID:-} ]] || return 0
   kill -TERM "$SERVER_PID" 2>/dev/null || true
   for _ in {1..100}; do
     kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -209,7 +221,11 @@ stop_server() {
   done
   kill -KILL "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
 }
+
+# However the script ends (an error, Ctrl-C), no server is left listening.
+trap stop_server EXIT
 
 # A file descriptor whose reads never see data: `read -t` on it is a sub-millisecond
 # sleep without forking a `sleep` process.

@@ -6,7 +6,8 @@
 # Usage: bench/run.sh [SERVER...]     (default: all; e.g. `bench/run.sh wasi-host/hello`)
 # Servers: native/hello flask/hello wasmtime/hello wasi-host/hello wasmtime/python
 #          wasi-host/python
-# Knobs (env): RUNS=3 rounds, DURATION=5s per wrk run, WARMUP=1s, COLD_STARTS=5.
+# Knobs (env): RUNS=3 rounds, DURATION=5s per wrk run, WARMUP=1s, COLD_STARTS=5,
+# DROP_CACHES=1 to time cold starts with an empty page cache (see settle_page_cache).
 #
 # Not part of the test suite: it needs root for `apt-get install wrk` the first time,
 # and its numbers depend on the machine.
@@ -90,10 +91,27 @@ load_round() {
   stop_server
 }
 
+# Puts the files a start reads into a known state first: by default in the page cache
+# (the host's own start-up cost, steady from start to start), with DROP_CACHES=1 out of
+# it (closer to a fresh instance pulling its image; root only, and it slows everything
+# else on the machine for a while).
+settle_page_cache() {
+  local arg
+  if [[ ${DROP_CACHES:-0} == 1 ]]; then
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+  else
+    for arg in "${SERVER_CMD[@]}"; do
+      if [[ -f $arg ]]; then cat "$arg" >/dev/null; fi
+    done
+  fi
+}
+
 # Milliseconds from spawning SERVER in FORM to its first 200 on `/`.
 cold_start() {
   local server=$1 form=$2 start end us
   prepare_server "$server" "$form"
+  settle_page_cache
   start=$EPOCHREALTIME
   launch_server
   wait_until_ready
@@ -111,7 +129,7 @@ cold_starts() {
     log "cold starts, pass $ROUND of $COLD_STARTS"
     for server in "${SERVERS[@]}"; do
       for form in native cwasm wasm; do
-        server_supports "$server" "$form" && cold_start "$server" "$form"
+        if server_supports "$server" "$form"; then cold_start "$server" "$form"; fi
       done
     done
   done
@@ -127,7 +145,8 @@ write_header() {
     printf '# load average at start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '# wasi-host\t%s\n' "$(git -C "$ROOT_DIR" describe --always --dirty 2>/dev/null || echo unknown)"
     printf '# wasmtime\t%s\n' "$("$WASMTIME" --version)"
-    printf '# wrk\tDURATION=%s WARMUP=%s RUNS=%s COLD_STARTS=%s\n' "$DURATION" "$WARMUP" "$RUNS" "$COLD_STARTS"
+    printf '# settings\tDURATION=%s WARMUP=%s RUNS=%s COLD_STARTS=%s DROP_CACHES=%s\n' \
+      "$DURATION" "$WARMUP" "$RUNS" "$COLD_STARTS" "${DROP_CACHES:-0}"
     printf 'round\tserver\tmetric\tvalue\n'
   } >"$RAW"
 }
