@@ -109,7 +109,9 @@ build_python_guest() {
 
 # Whether this build of wasi-host has `compile` (and so serves `.cwasm` files).
 wasi_host_precompiles() {
-  "$WASI_HOST" --help | grep -qE '^ +compile '
+  local help
+  help=$("$WASI_HOST" --help)
+  grep -qE '^ +compile ' <<<"$help"
 }
 
 # Writes each host's precompiled form of build/GUEST.wasm to build/HOST/GUEST.cwasm.
@@ -124,7 +126,7 @@ precompile() {
   fi
   if wasi_host_precompiles && stale "$BUILD_DIR/wasi-host/$guest.cwasm" "$wasm" "$WASI_HOST"; then
     log "precompiling $guest for wasi-host"
-    "$WASI_HOST" compile "$wasm" -o "$BUILD_DIR/wasi-host/$guest.cwasm" 2>/dev/null
+    "$WASI_HOST" compile "$wasm" -o "$BUILD_DIR/wasi-host/$guest.cwasm"
   fi
 }
 
