@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/run.sh and bench/portability.sh: the one-time installs, the builds,
 # and starting, probing and stopping one server on loopback. Source it; it only
 # defines paths and functions.
@@ -239,19 +240,21 @@ exec {SLEEP_FD}<> <(:)
 answers_ok() {
   local port=$1 fd line
   { exec {fd}<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
-  printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&"$fd" 2>/dev/null
+  printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' 1>&"$fd" 2>/dev/null
   IFS= read -r -t 10 line <&"$fd" || line=
   exec {fd}>&-
   [[ $line == "HTTP/1."[01]" 200 "* ]]
 }
 
 # Polls `/` every millisecond until it answers 200; fails (showing the server's log) if
-# the server exits or takes longer than TIMEOUT seconds.
+# the server exits or takes longer than READY_TIMEOUT seconds (compiling the Python
+# guest takes several seconds, more on a busy machine).
+READY_TIMEOUT=180
 wait_until_ready() {
-  local timeout=${1:-180} deadline=$((SECONDS + ${1:-180}))
+  local deadline=$((SECONDS + READY_TIMEOUT))
   until answers_ok "$SERVER_PORT"; do
     if ! kill -0 "$SERVER_PID" 2>/dev/null || ((SECONDS > deadline)); then
-      log "server did not answer 200 on / within ${timeout}s: ${SERVER_CMD[*]}"
+      log "server did not answer 200 on / within ${READY_TIMEOUT}s: ${SERVER_CMD[*]}"
       cat "$SERVER_LOG" >&2
       stop_server
       return 1

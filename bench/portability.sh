@@ -7,6 +7,7 @@
 # Exits non-zero when any answer differs. Not part of the test suite: it needs
 # wasmtime-cli, which it installs (a long compile the first time).
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 HOSTS=(wasmtime wasi-host)
@@ -37,8 +38,7 @@ check_guest() {
   for host in "${HOSTS[@]}"; do
     start_server "$host/$guest" wasm
     for request in "${REQUESTS[@]}"; do
-      # "METHOD PATH" splits into answer's two arguments.
-      answers[$host $request]=$(answer $request)
+      answers[$host $request]=$(answer "${request% *}" "${request#* }")
     done
     stop_server
   done

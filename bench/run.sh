@@ -12,6 +12,7 @@
 # Not part of the test suite: it needs root for `apt-get install wrk` the first time,
 # and its numbers depend on the machine.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 RUNS=${RUNS:-3}

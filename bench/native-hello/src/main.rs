@@ -61,7 +61,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(|request| async { Ok::<_, Infallible>(hello(request)) });
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
