@@ -164,18 +164,14 @@ impl TestServer {
 
     /// Waits up to `timeout` for the server to exit and returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
+        let child = &mut self.child;
+        let status = wait_for(timeout, || child.try_wait().expect("wait"));
+        status.unwrap_or_else(|| {
+            panic!(
                 "wasi-host did not exit within {timeout:?}; its log:\n{}",
                 self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
     }
 
     /// Resident memory of the server process, in KiB.
@@ -198,15 +194,14 @@ impl TestServer {
     /// Waits up to five seconds for a log line containing `needle` (the log is read by
     /// another thread, so a line can trail the response it belongs to).
     pub fn assert_logged(&self, needle: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !self.log().contains(needle) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "expected {needle:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let found = wait_for(Duration::from_secs(5), || {
+            self.log().contains(needle).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "expected {needle:?} in the log:\n{}",
+            self.log()
+        );
     }
 
     /// Everything the server has logged so far.
@@ -267,15 +262,25 @@ pub fn run_host(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn wasi-host");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("wasi-host {args:?} did not exit");
+    if wait_for(Duration::from_secs(60), || child.try_wait().expect("wait")).is_none() {
+        let _ = child.kill();
+        panic!("wasi-host {args:?} did not exit");
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Calls `check` every 20 ms until it returns something or `timeout` has passed.
+fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().expect("output")
 }
 
 /// A client that speaks HTTP/1.1 and keeps one connection alive.
