@@ -9,6 +9,7 @@ use anyhow::{Result, ensure};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::{ADMIN_TOKEN_ENV, MIN_TOKEN_LENGTH};
 use crate::admission::AdmissionLimits;
 use crate::limits::{ClientLimits, InstanceLimits};
 
@@ -137,6 +138,23 @@ pub struct ServeArgs {
     /// reaches the guest. An empty value turns it off.
     #[arg(long, env = "WASI_HOST_HEALTH_PATH", default_value = DEFAULT_HEALTH_PATH)]
     pub health_path: String,
+
+    /// Reload COMPONENT when its file changes (written in place, renamed over, or
+    /// swapped by a volume update). A file that fails to load is rejected and the
+    /// running version keeps serving. SIGHUP reloads it too, with or without this flag.
+    #[arg(long, env = "WASI_HOST_WATCH")]
+    pub watch: bool,
+
+    /// Serve the admin endpoint on this address (off by default): `GET /component`
+    /// shows the active version, `PUT /component` swaps in the `.wasm` sent. Every
+    /// request needs `Authorization: Bearer TOKEN`, with TOKEN (16 characters or more)
+    /// taken from `$WASI_HOST_ADMIN_TOKEN`. Keep it off the public network.
+    #[arg(long, value_name = "ADDR", env = "WASI_HOST_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// Largest component the admin endpoint accepts; a larger upload gets `413`.
+    #[arg(long, env = "WASI_HOST_ADMIN_MAX_UPLOAD", default_value = "64MiB")]
+    pub admin_max_upload: ByteSize,
 }
 
 /// The validated settings `serve` runs with.
@@ -158,6 +176,31 @@ pub struct ServeConfig {
     pub client: ClientLimits,
     /// The probe path, if any.
     pub health_path: Option<String>,
+    /// Whether to reload the component when its file changes.
+    pub watch: bool,
+    /// The admin endpoint, if enabled.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The settings of the admin endpoint.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// Largest upload, in bytes.
+    pub max_upload: u64,
+}
+
+// The token stays out of debug output.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("addr", &self.addr)
+            .field("max_upload", &self.max_upload)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeArgs {
@@ -179,6 +222,14 @@ impl ServeArgs {
             self.health_path.is_empty() || self.health_path.starts_with('/'),
             "--health-path must start with `/`"
         );
+        let admin = match self.admin_addr {
+            Some(addr) => Some(AdminConfig {
+                addr,
+                token: admin_token()?,
+                max_upload: self.admin_max_upload.as_u64(),
+            }),
+            None => None,
+        };
         let addr = self
             .addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
@@ -205,8 +256,21 @@ impl ServeArgs {
                 header_read_timeout: self.header_read_timeout,
             },
             health_path: Some(self.health_path).filter(|path| !path.is_empty()),
+            watch: self.watch,
+            admin,
         })
     }
+}
+
+/// The admin token from the environment, checked for length.
+fn admin_token() -> Result<String> {
+    let token = std::env::var(ADMIN_TOKEN_ENV).unwrap_or_default();
+    ensure!(
+        token.chars().count() >= MIN_TOKEN_LENGTH,
+        "--admin-addr needs a bearer token of at least {MIN_TOKEN_LENGTH} characters in \
+         ${ADMIN_TOKEN_ENV}"
+    );
+    Ok(token)
 }
 
 fn saturating_usize(size: ByteSize) -> usize {

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{
@@ -106,19 +107,158 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<RequestState>> {
     Ok(linker)
 }
 
-/// Loads the component at `path` (a `.wasm`, or a `.cwasm` from `wasi-host compile`),
-/// links it and pre-instantiates it.
+/// The bytes of one component version, read once, so that the digest in the logs and
+/// the code that runs come from the same bytes.
+pub struct ComponentBytes {
+    origin: String,
+    sha256: String,
+    bytes: Vec<u8>,
+    form: Form,
+}
+
+/// What the bytes are, as far as can be told before compiling them.
+enum Form {
+    /// A `.wasm` component (or something claiming to be one: compiling checks it).
+    Wasm,
+    /// A wasmtime artifact; `fallback` is the `.wasm` it was found beside, compiled
+    /// instead if the artifact does not fit this engine.
+    Precompiled { fallback: Option<PathBuf> },
+}
+
+impl ComponentBytes {
+    /// Reads the component at `path`: a `.wasm`, or a `.cwasm` from `wasi-host compile`.
+    /// For a `.wasm`, a fresh `.cwasm` beside it is read instead.
+    pub fn read(path: &Path) -> Result<Self> {
+        if let Some(sibling) = fresh_precompiled_sibling(path) {
+            match read_file(&sibling) {
+                Ok(bytes) if is_precompiled_component(&bytes) => {
+                    let form = Form::Precompiled {
+                        fallback: Some(path.to_path_buf()),
+                    };
+                    return Ok(Self::new(&sibling, bytes, form));
+                }
+                Ok(_) => tracing::warn!(
+                    "ignoring `{}`: it is not a precompiled component",
+                    sibling.display()
+                ),
+                Err(error) => tracing::warn!("ignoring {error:#}"),
+            }
+        }
+        Self::read_exactly(path)
+    }
+
+    /// Reads the file at `path` itself, never a sibling.
+    fn read_exactly(path: &Path) -> Result<Self> {
+        let bytes = read_file(path)?;
+        let shown = path.display();
+        let form = if bytes.starts_with(ELF_MAGIC) {
+            match Engine::detect_precompiled(&bytes) {
+                Some(Precompiled::Component) => Form::Precompiled { fallback: None },
+                Some(Precompiled::Module) => {
+                    bail!("`{shown}` is a precompiled core WebAssembly module, not a component")
+                }
+                None => bail!("`{shown}` is a native executable, not a WebAssembly component"),
+            }
+        } else {
+            Form::Wasm
+        };
+        Ok(Self::new(path, bytes, form))
+    }
+
+    /// A component sent over the network. Precompiled artifacts are refused: wasmtime
+    /// cannot tell a forged one from a real one, so only files an operator placed are
+    /// deserialized.
+    pub fn uploaded(bytes: Vec<u8>, origin: String) -> Result<Self> {
+        if bytes.starts_with(ELF_MAGIC) {
+            bail!(
+                "`{origin}` is a precompiled artifact; upload the `.wasm` component instead \
+                 (precompiled files are only loaded from disk)"
+            );
+        }
+        Ok(Self {
+            sha256: sha256_hex(&bytes),
+            origin,
+            bytes,
+            form: Form::Wasm,
+        })
+    }
+
+    fn new(path: &Path, bytes: Vec<u8>, form: Form) -> Self {
+        Self {
+            origin: path.display().to_string(),
+            sha256: sha256_hex(&bytes),
+            bytes,
+            form,
+        }
+    }
+
+    /// The SHA-256 of the bytes, in lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// A component compiled, linked and pre-instantiated: ready to serve.
+pub struct LoadedProxy {
+    /// The pre-instantiated component.
+    pub proxy: ProxyPre<RequestState>,
+    /// Where its bytes came from.
+    pub origin: String,
+    /// The SHA-256 of those bytes.
+    pub sha256: String,
+}
+
+/// Compiles (or deserializes) `component`, links it and pre-instantiates it. A
+/// precompiled file that does not fit this engine is replaced by the `.wasm` it was
+/// found beside, if any.
 pub fn load_proxy(
     engine: &Engine,
     linker: &Linker<RequestState>,
-    path: &Path,
-) -> Result<ProxyPre<RequestState>> {
-    let component = load(engine, path)?;
-    pre_instantiate(engine, linker, &component, path)
+    component: ComponentBytes,
+) -> Result<LoadedProxy> {
+    let compiled = match &component.form {
+        Form::Wasm => compile(engine, &component.bytes, &component.origin),
+        Form::Precompiled { fallback } => match deserialize(engine, &component.bytes) {
+            Ok(compiled) => {
+                if let Some(wasm) = fallback {
+                    tracing::info!(
+                        "loaded `{}`, precompiled from `{}`",
+                        component.origin,
+                        wasm.display()
+                    );
+                }
+                Ok(compiled)
+            }
+            Err(error) => match fallback {
+                Some(wasm) => {
+                    tracing::warn!(
+                        "ignoring `{}` ({error:#}); compiling `{}` instead",
+                        component.origin,
+                        wasm.display()
+                    );
+                    return load_proxy(engine, linker, ComponentBytes::read_exactly(wasm)?);
+                }
+                None => Err(error).with_context(|| {
+                    format!(
+                        "`{}` was precompiled by another wasmtime version or engine \
+                         configuration; compile it again with `wasi-host compile`",
+                        component.origin
+                    )
+                }),
+            },
+        },
+    }?;
+    let proxy = pre_instantiate(engine, linker, &compiled, &component.origin)?;
+    Ok(LoadedProxy {
+        proxy,
+        origin: component.origin,
+        sha256: component.sha256,
+    })
 }
 
 /// Compiles the component at `input` ahead of time into `output`, after the same checks
-/// `serve` makes, so a file that compiles also serves.
+/// `serve` makes, so a file that compiles also serves. The output is written to a
+/// temporary file and renamed into place, so a host watching it never reads half of it.
 pub fn precompile(
     engine: &Engine,
     linker: &Linker<RequestState>,
@@ -131,12 +271,20 @@ pub fn precompile(
             input.display()
         );
     }
-    let component = compile(engine, input)?;
-    pre_instantiate(engine, linker, &component, input)?;
-    let bytes = component
+    let component = ComponentBytes::read_exactly(input)?;
+    if let Form::Precompiled { .. } = component.form {
+        bail!("`{}` is already precompiled", input.display());
+    }
+    let compiled = compile(engine, &component.bytes, &component.origin)?;
+    pre_instantiate(engine, linker, &compiled, &component.origin)?;
+    let bytes = compiled
         .serialize()
         .with_context(|| format!("cannot serialize `{}`", input.display()))?;
-    std::fs::write(output, bytes)
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, output))
         .with_context(|| format!("cannot write `{}`", output.display()))?;
     Ok(())
 }
@@ -150,78 +298,36 @@ fn pre_instantiate(
     engine: &Engine,
     linker: &Linker<RequestState>,
     component: &Component,
-    path: &Path,
+    origin: &str,
 ) -> Result<ProxyPre<RequestState>> {
-    let shown = path.display();
     if !exports_incoming_handler(engine, component) {
         let exports = export_names(engine, component);
         bail!(
-            "`{shown}` is not a wasi:http/proxy component: it does not export \
+            "`{origin}` is not a wasi:http/proxy component: it does not export \
              {INCOMING_HANDLER} (it exports: {exports})"
         );
     }
     let instance_pre = linker
         .instantiate_pre(component)
-        .with_context(|| format!("`{shown}` imports something this host does not provide"))?;
+        .with_context(|| format!("`{origin}` imports something this host does not provide"))?;
     ProxyPre::new(instance_pre)
-        .with_context(|| format!("`{shown}` does not match the wasi:http/proxy world"))
+        .with_context(|| format!("`{origin}` does not match the wasi:http/proxy world"))
 }
 
-/// Loads a precompiled component, or a `.wasm` — preferring a fresh `.cwasm` beside it.
-fn load(engine: &Engine, path: &Path) -> Result<Component> {
-    let shown = path.display();
-    if is_elf(path).with_context(|| format!("cannot read component `{shown}`"))? {
-        return match Engine::detect_precompiled_file(path)? {
-            Some(Precompiled::Component) => deserialize(engine, path).with_context(|| {
-                format!(
-                    "`{shown}` was precompiled by another wasmtime version or engine \
-                     configuration; compile it again with `wasi-host compile`"
-                )
-            }),
-            Some(Precompiled::Module) => {
-                bail!("`{shown}` is a precompiled core WebAssembly module, not a component")
-            }
-            None => bail!("`{shown}` is a native executable, not a WebAssembly component"),
-        };
-    }
-    let Some(sibling) = fresh_precompiled_sibling(path) else {
-        return compile(engine, path);
-    };
-    match load_sibling(engine, &sibling) {
-        Ok(component) => {
-            tracing::info!("loaded `{}`, precompiled from `{shown}`", sibling.display());
-            Ok(component)
-        }
-        Err(error) => {
-            tracing::warn!(
-                "ignoring `{}` ({error:#}); compiling `{shown}` instead",
-                sibling.display()
-            );
-            compile(engine, path)
-        }
-    }
+/// The first bytes of an ELF object, the container of precompiled artifacts.
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read component `{}`", path.display()))
 }
 
-/// Whether the file starts like an ELF object, the container of precompiled artifacts.
-fn is_elf(path: &Path) -> std::io::Result<bool> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path)?;
-    match file.read_exact(&mut magic) {
-        Ok(()) => Ok(&magic == b"\x7fELF"),
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(error) => Err(error),
-    }
+fn is_precompiled_component(bytes: &[u8]) -> bool {
+    bytes.starts_with(ELF_MAGIC)
+        && Engine::detect_precompiled(bytes) == Some(Precompiled::Component)
 }
 
-fn load_sibling(engine: &Engine, sibling: &Path) -> Result<Component> {
-    if !is_elf(sibling)? {
-        bail!("not a precompiled component");
-    }
-    match Engine::detect_precompiled_file(sibling)? {
-        Some(Precompiled::Component) => deserialize(engine, sibling),
-        _ => bail!("not a precompiled component"),
-    }
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// A `.cwasm` beside `path` that is at least as new as it, so it was built from it (or
@@ -246,28 +352,26 @@ fn fresh_precompiled_sibling(path: &Path) -> Option<PathBuf> {
 }
 
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
-    // SAFETY: wasmtime checks that the file is an artifact of this wasmtime version and
-    // engine configuration before using it; what it cannot check is that the file was
+fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+    // SAFETY: wasmtime checks that the bytes are an artifact of this wasmtime version and
+    // engine configuration before using them; what it cannot check is that they were
     // made by wasmtime and not forged, which is why only operators' own `.cwasm` files
-    // (from `wasi-host compile`) are to be served. The file is mapped, not copied, and
-    // must not change while the host runs, like any executable.
-    unsafe { Component::deserialize_file(engine, path) }
+    // (from `wasi-host compile`, placed on disk) are deserialized, never uploads. The
+    // bytes are copied, so the file may be replaced while the host runs.
+    unsafe { Component::deserialize(engine, bytes) }
 }
 
-fn compile(engine: &Engine, path: &Path) -> Result<Component> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read component `{shown}`"))?;
-    if wasmparser::Parser::is_core_wasm(&bytes) {
+fn compile(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Component> {
+    if wasmparser::Parser::is_core_wasm(bytes) {
         bail!(
-            "`{shown}` is a core WebAssembly module, not a component; build it for \
+            "`{origin}` is a core WebAssembly module, not a component; build it for \
              `wasm32-wasip2` or with `cargo component build`"
         );
     }
-    if !wasmparser::Parser::is_component(&bytes) {
-        bail!("`{shown}` is not a WebAssembly component (no `\\0asm` component header)");
+    if !wasmparser::Parser::is_component(bytes) {
+        bail!("`{origin}` is not a WebAssembly component (no `\\0asm` component header)");
     }
-    Component::new(engine, &bytes).with_context(|| format!("cannot compile `{shown}`"))
+    Component::new(engine, bytes).with_context(|| format!("cannot compile `{origin}`"))
 }
 
 fn exports_incoming_handler(engine: &Engine, component: &Component) -> bool {

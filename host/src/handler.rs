@@ -11,12 +11,12 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tokio::time::Instant;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
 use crate::limits::InstanceLimits;
+use crate::reload::ActiveComponent;
 use crate::state::RequestState;
 
 /// Seconds a client told `503` should wait before retrying.
@@ -32,9 +32,9 @@ pub struct HandlerSettings {
     pub instance: InstanceLimits,
 }
 
-/// Serves requests with one pre-instantiated component.
+/// Serves requests with the active version of the component.
 pub struct Handler {
-    proxy: ProxyPre<RequestState>,
+    active: Arc<ActiveComponent>,
     settings: HandlerSettings,
     admission: Arc<Admission>,
     next_request_id: AtomicU64,
@@ -58,14 +58,15 @@ enum Failure {
 }
 
 impl Handler {
-    /// A handler for `proxy`, admitting requests through `admission`.
+    /// A handler for whichever version of the component is active, admitting requests
+    /// through `admission`.
     pub fn new(
-        proxy: ProxyPre<RequestState>,
+        active: Arc<ActiveComponent>,
         settings: HandlerSettings,
         admission: Arc<Admission>,
     ) -> Self {
         Self {
-            proxy,
+            active,
             settings,
             admission,
             next_request_id: AtomicU64::new(1),
@@ -117,8 +118,10 @@ impl Handler {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let deadline = Instant::now() + self.settings.request_timeout;
+        // Taken once: a swap during this request does not change the code it runs.
+        let component = self.active.current();
         let mut store = Store::new(
-            self.proxy.engine(),
+            component.proxy.engine(),
             RequestState::new(request_id, &self.settings.instance),
         );
         store.limiter(|state| state.limits());
@@ -150,7 +153,6 @@ impl Handler {
             }
         };
 
-        let proxy = self.proxy.clone();
         let guest_failed = Arc::new(AtomicBool::new(false));
         let guest_failed_in_task = guest_failed.clone();
         // The guest runs in its own task so it can keep streaming the body after the
@@ -158,7 +160,7 @@ impl Handler {
         // free exactly when its instance is gone.
         let guest = tokio::spawn(async move {
             let run = async {
-                let instance = proxy.instantiate_async(&mut store).await?;
+                let instance = component.proxy.instantiate_async(&mut store).await?;
                 instance
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)

@@ -4,6 +4,7 @@
 //!
 //! The binary is a thin shell over [`run`]; each module below owns one job.
 
+pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod config;
@@ -11,10 +12,12 @@ pub mod engine;
 pub mod guest_output;
 pub mod handler;
 pub mod limits;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod watch;
 
 use anyhow::{Context, Result};
 

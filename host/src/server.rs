@@ -1,25 +1,30 @@
 //! The only HTTP server code: bind, accept, serve HTTP/1.1 and h2c on one port, and drain
 //! on shutdown.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
+use crate::admin::{self, Admin};
 use crate::admission::Admission;
-use crate::config::ServeConfig;
+use crate::body::ResponseBody;
+use crate::config::{AdminConfig, ServeConfig};
 use crate::engine;
 use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
-use crate::shutdown;
+use crate::reload::{self, ActiveComponent};
+use crate::{shutdown, watch};
 
 /// How long to wait before accepting again after `accept` fails (for example when the
 /// process is out of file descriptors), so the loop does not spin.
@@ -39,16 +44,29 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let engine = engine::build_engine(&config.instance)?;
     let linker = engine::build_linker(&engine)?;
     // Every load error surfaces here, before the port is bound.
-    let proxy = engine::load_proxy(&engine, &linker, &config.component)?;
+    let active = Arc::new(ActiveComponent::load(
+        engine.clone(),
+        linker,
+        config.component.clone(),
+    )?);
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
+    reload::reload_on_hangup(active.clone())?;
+    if config.watch {
+        watch::spawn_watcher(active.clone(), &config.component)?;
+    }
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
     };
-    let handler = Arc::new(Handler::new(proxy, settings, admission.clone()));
+    let handler = Arc::new(Handler::new(active.clone(), settings, admission.clone()));
+    let builder = connection_builder(&config.client);
 
+    let admin_endpoint = match &config.admin {
+        Some(admin) => Some(start_admin(admin, active, &builder).await?),
+        None => None,
+    };
     let listener = bind(config.addr).await?;
     let local = listener
         .local_addr()
@@ -59,57 +77,27 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     // the instance is ready for traffic.
     let health_path: Option<Arc<str>> = config.health_path.as_deref().map(Arc::from);
     let graceful = GracefulShutdown::new();
-    let builder = connection_builder(&config.client);
     let stop = shutdown::requested();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            stopped = &mut stop => {
-                stopped?;
-                break;
-            }
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!("accept failed: {error}");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                };
-                // Responses are often one small write; Nagle would hold them back
-                // waiting for the client's delayed ACK.
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
-                }
-                let handler = handler.clone();
-                let health_path = health_path.clone();
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let handler = handler.clone();
-                    let is_probe = health_path.as_deref() == Some(request.uri().path());
-                    async move {
-                        let response = if is_probe {
-                            plain_response(StatusCode::OK, "ok")
-                        } else {
-                            handler.handle(request).await
-                        };
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
-                });
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, "connection ended with an error: {error}");
-                    }
-                });
+    let service = move |request: Request<Incoming>, _peer| {
+        let handler = handler.clone();
+        let is_probe = health_path.as_deref() == Some(request.uri().path());
+        async move {
+            if is_probe {
+                plain_response(StatusCode::OK, "ok")
+            } else {
+                handler.handle(request).await
             }
         }
+    };
+    tokio::select! {
+        stopped = stop => stopped?,
+        never = accept_connections(&listener, &builder, &graceful, service) => match never {},
     }
 
     drop(listener);
+    if let Some(admin_endpoint) = admin_endpoint {
+        admin_endpoint.abort();
+    }
     tracing::info!(
         in_flight = admission.in_flight(),
         "stopped accepting; draining for up to {:?}",
@@ -125,6 +113,76 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Binds the admin endpoint and serves it in a task of its own; aborting the task
+/// closes it.
+async fn start_admin(
+    config: &AdminConfig,
+    active: Arc<ActiveComponent>,
+    builder: &auto::Builder<TokioExecutor>,
+) -> Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (--admin-addr)", config.addr))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound admin address")?;
+    tracing::info!("admin endpoint on http://{local}{}", admin::COMPONENT_PATH);
+    let admin = Arc::new(Admin::new(active, &config.token, config.max_upload));
+    let builder = builder.clone();
+    Ok(tokio::spawn(async move {
+        let service = move |request, peer| {
+            let admin = admin.clone();
+            async move { admin.handle(request, peer).await }
+        };
+        // Closing the admin endpoint does not wait for its requests.
+        let graceful = GracefulShutdown::new();
+        match accept_connections(&listener, &builder, &graceful, service).await {}
+    }))
+}
+
+/// Accepts connections on `listener` and serves each with `service`, forever; each
+/// connection is watched by `graceful`.
+async fn accept_connections<S, F>(
+    listener: &TcpListener,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    service: S,
+) -> Infallible
+where
+    S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Responses are often one small write; Nagle would hold them back waiting for
+        // the client's delayed ACK.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
+        }
+        let service = service.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let response = service(request, peer);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, "connection ended with an error: {error}");
+            }
+        });
+    }
 }
 
 /// HTTP/1.1 and HTTP/2 over cleartext (h2c, prior knowledge) on one port, with every

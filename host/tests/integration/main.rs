@@ -5,4 +5,5 @@ mod hardening;
 mod precompile;
 mod serve;
 mod startup_errors;
+mod swap;
 mod util;

@@ -18,8 +18,10 @@ pub struct Guests {
     pub hello: PathBuf,
     /// The hello guest built with `cargo component build`.
     pub hello_component: PathBuf,
-    /// The guest with one route per test behaviour.
+    /// The guest with one route per test behaviour; its `/build` answers `v1`.
     pub testbed: PathBuf,
+    /// The same guest built with its `v2` feature: `/build` answers `v2`.
+    pub testbed_v2: PathBuf,
     /// A `wasi:cli/run` command: the wrong world.
     pub command: PathBuf,
     /// An HTTP handler that imports an interface no host provides.
@@ -53,6 +55,15 @@ fn build_guests() -> Guests {
             .arg(&target_dir),
         "guests for wasm32-wasip2 (rustup target add wasm32-wasip2)",
     );
+    let v2_dir = target_dir.join("v2");
+    run_build(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", "testbed", "--features", "v2", "--target-dir"])
+            .arg(&v2_dir),
+        "the testbed guest's v2 build",
+    );
     let component_dir = target_dir.join("cargo-component");
     run_build(
         Command::new(&cargo)
@@ -76,6 +87,7 @@ fn build_guests() -> Guests {
             .join("release")
             .join("hello.wasm"),
         testbed: wasip2.join("testbed.wasm"),
+        testbed_v2: v2_dir.join("wasm32-wasip2/release/testbed.wasm"),
         command: wasip2.join("command.wasm"),
         unsupported_import: wasip2.join("unsupported_import.wasm"),
     }
@@ -112,11 +124,17 @@ impl TestServer {
 
     /// Serves `component` with extra `serve` flags.
     pub fn start_with(component: &Path, flags: &[&str]) -> Self {
+        Self::start_with_env(component, flags, &[])
+    }
+
+    /// Serves `component` with extra `serve` flags and environment variables.
+    pub fn start_with_env(component: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = host_binary()
             .arg("serve")
             .arg(component)
             .args(["--addr", "127.0.0.1:0"])
             .args(flags)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -256,8 +274,14 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
 
 /// Runs `wasi-host` with `args` to completion (it must exit within a minute).
 pub fn run_host(args: &[&str]) -> Output {
+    run_host_with_env(args, &[])
+}
+
+/// Runs `wasi-host` with `args` and environment variables to completion.
+pub fn run_host_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = host_binary()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -270,7 +294,7 @@ pub fn run_host(args: &[&str]) -> Output {
 }
 
 /// Calls `check` every 20 ms until it returns something or `timeout` has passed.
-fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(found) = check() {

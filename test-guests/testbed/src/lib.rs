@@ -1,5 +1,6 @@
 //! A guest with one route per behaviour the host's tests need: echoing, streaming, and
-//! every way of misbehaving (trap, loop, memory hog, no response, sleeping).
+//! every way of misbehaving (trap, loop, memory hog, no response, sleeping), and which
+//! build it is (`/build`, and an `x-testbed-build` header on every response).
 
 use std::io::Write as _;
 
@@ -7,6 +8,10 @@ use wasip2::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use wasip2::io::streams::StreamError;
+
+/// Which of the two builds this is: `v1`, or `v2` with the `v2` feature. Swap tests
+/// serve one and swap in the other.
+const BUILD: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
 struct Testbed;
 
@@ -81,6 +86,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
                 }
             }
             "/no-response" => drop(response_out),
+            "/build" => respond_with(response_out, 200, &[], |out| {
+                out.write_all(BUILD.as_bytes()).expect("write");
+            }),
             "/print" => {
                 println!("hello from guest stdout");
                 eprintln!("hello from guest stderr");
@@ -159,6 +167,9 @@ fn respond_with(
     write_body: impl FnOnce(&mut wasip2::io::streams::OutputStream),
 ) {
     let fields = Fields::from_list(headers).expect("valid headers");
+    fields
+        .append("x-testbed-build", BUILD.as_bytes())
+        .expect("valid header");
     let response = OutgoingResponse::new(fields);
     response.set_status_code(status).expect("valid status");
     let body = response.body().expect("body");

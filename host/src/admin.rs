@@ -1,0 +1,152 @@
+//! The admin endpoint (`--admin-addr`, off by default): `GET /component` shows the
+//! active version, `PUT /component` with a `.wasm` body swaps it in. It listens on its
+//! own address, so it is never exposed with the service, and every request needs the
+//! bearer token from [`ADMIN_TOKEN_ENV`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::body::ResponseBody;
+use crate::handler::plain_response;
+use crate::reload::{ActiveComponent, SwapError, Version};
+
+/// The environment variable that holds the admin bearer token. It is not a flag, so it
+/// never shows in a process listing.
+pub const ADMIN_TOKEN_ENV: &str = "WASI_HOST_ADMIN_TOKEN";
+
+/// Shortest token accepted: guessing must stay out of reach.
+pub const MIN_TOKEN_LENGTH: usize = 16;
+
+/// The one resource the endpoint manages.
+pub const COMPONENT_PATH: &str = "/component";
+
+/// Serves the admin endpoint's requests.
+pub struct Admin {
+    active: Arc<ActiveComponent>,
+    token_sha256: [u8; 32],
+    max_upload: u64,
+}
+
+/// The active version, as `GET /component` shows it.
+#[derive(Serialize)]
+struct VersionView<'a> {
+    generation: u64,
+    sha256: &'a str,
+    origin: &'a str,
+    activated_at: String,
+}
+
+impl Admin {
+    /// An endpoint over `active` that accepts `token` and uploads of up to `max_upload`
+    /// bytes.
+    pub fn new(active: Arc<ActiveComponent>, token: &str, max_upload: u64) -> Self {
+        Self {
+            active,
+            token_sha256: Sha256::digest(token.as_bytes()).into(),
+            max_upload,
+        }
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        if !self.authorized(&request) {
+            tracing::warn!(%peer, "admin request without a valid token refused");
+            let mut response =
+                plain_response(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        if request.uri().path() != COMPONENT_PATH {
+            return plain_response(StatusCode::NOT_FOUND, "no such admin resource");
+        }
+        match *request.method() {
+            Method::GET => version_response(StatusCode::OK, &self.active.current()),
+            Method::PUT => self.upload(request, peer).await,
+            _ => {
+                let mut response = plain_response(StatusCode::METHOD_NOT_ALLOWED, "use GET or PUT");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, PUT"));
+                response
+            }
+        }
+    }
+
+    fn authorized<B>(&self, request: &Request<B>) -> bool {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        // Comparing digests rather than the tokens themselves: how long a comparison
+        // takes then says nothing about the token.
+        presented.is_some_and(|token| Sha256::digest(token.as_bytes())[..] == self.token_sha256)
+    }
+
+    async fn upload(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let too_large = || {
+            plain_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the component is larger than the upload limit ({} bytes)",
+                    self.max_upload
+                ),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_upload) {
+            return too_large();
+        }
+        let limit = usize::try_from(self.max_upload).unwrap_or(usize::MAX);
+        let bytes = match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => return too_large(),
+            Err(error) => {
+                tracing::warn!(%peer, "admin upload failed: {error}");
+                return plain_response(StatusCode::BAD_REQUEST, "the upload did not complete");
+            }
+        };
+        let origin = format!("upload from {peer}");
+        match self.active.upload(Vec::from(bytes), origin).await {
+            Ok(version) => version_response(StatusCode::OK, &version),
+            Err(SwapError::Unchanged) => version_response(StatusCode::OK, &self.active.current()),
+            Err(SwapError::Rejected(error)) => plain_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("rejected, the old version keeps serving: {error:#}"),
+            ),
+        }
+    }
+}
+
+fn version_response(status: StatusCode, version: &Version) -> Response<ResponseBody> {
+    let view = VersionView {
+        generation: version.generation,
+        sha256: &version.sha256,
+        origin: &version.origin,
+        activated_at: humantime::format_rfc3339_millis(version.activated_at).to_string(),
+    };
+    let json = serde_json::to_vec(&view).expect("a version always serializes");
+    let mut response = Response::new(ResponseBody::host(Bytes::from(json)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,440 @@
+//! Swapping the component while the host serves: by upload to the admin endpoint, by
+//! SIGHUP and by `--watch`, each fifty times under continuous load from 64 connections,
+//! with zero failed requests; bad versions rejected while the old one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use crate::util::{TestServer, client, guests, run_host_with_env};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+const CONNECTIONS: usize = 64;
+const SWAPS: usize = 50;
+
+/// How long a file-triggered swap may take to show: debounce plus compile, on a busy
+/// machine.
+const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the load saw.
+#[derive(Debug, Default)]
+struct Tally {
+    v1: u64,
+    v2: u64,
+    failures: Vec<String>,
+}
+
+/// 64 connections asking `/build` back to back until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Tally>>,
+}
+
+impl Load {
+    fn start(server: &TestServer) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..CONNECTIONS)
+            .map(|_| {
+                let stop = stop.clone();
+                let url = server.url("/build");
+                tokio::spawn(async move {
+                    let http = client();
+                    let mut tally = Tally::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        match ask(&http, &url).await {
+                            Ok(Build::V1) => tally.v1 += 1,
+                            Ok(Build::V2) => tally.v2 += 1,
+                            Err(failure) => tally.failures.push(failure),
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Tally::default();
+        for task in self.tasks {
+            let tally = task.await.expect("load task");
+            total.v1 += tally.v1;
+            total.v2 += tally.v2;
+            total.failures.extend(tally.failures);
+        }
+        total
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    V1,
+    V2,
+}
+
+impl Build {
+    fn other(self) -> Self {
+        match self {
+            Build::V1 => Build::V2,
+            Build::V2 => Build::V1,
+        }
+    }
+
+    fn file(self) -> &'static Path {
+        match self {
+            Build::V1 => &guests().testbed,
+            Build::V2 => &guests().testbed_v2,
+        }
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        std::fs::read(self.file()).expect("read guest")
+    }
+}
+
+/// One complete `/build` answer, or why it was not one.
+async fn ask(http: &reqwest::Client, url: &str) -> Result<Build, String> {
+    let response = http.get(url).send().await.map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| format!("body: {e:?}"))?;
+    match (status, body.as_str()) {
+        (StatusCode::OK, "v1") => Ok(Build::V1),
+        (StatusCode::OK, "v2") => Ok(Build::V2),
+        _ => Err(format!("{status}: {body:?}")),
+    }
+}
+
+/// Waits until new requests get `build`, then checks that the next few do too.
+async fn assert_swapped_to(server: &TestServer, build: Build) {
+    let http = client();
+    let url = server.url("/build");
+    let deadline = tokio::time::Instant::now() + SWAP_TIMEOUT;
+    while ask(&http, &url).await != Ok(build) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not {build:?} after {SWAP_TIMEOUT:?}; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            ask(&http, &url).await,
+            Ok(build),
+            "a request after the swap"
+        );
+    }
+}
+
+fn assert_clean(tally: &Tally, swaps: usize) {
+    assert!(
+        tally.failures.is_empty(),
+        "{} failed requests during {swaps} swaps, first: {:?}",
+        tally.failures.len(),
+        tally.failures.first()
+    );
+    assert!(
+        tally.v1 > 0 && tally.v2 > 0,
+        "load saw both builds: {tally:?}"
+    );
+    eprintln!(
+        "{swaps} swaps under load: {} v1 + {} v2 responses, 0 failed",
+        tally.v1, tally.v2
+    );
+}
+
+/// A copy of the v1 build in a folder of its own, for the file triggers to replace.
+fn component_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.wasm");
+    std::fs::write(&path, Build::V1.bytes()).expect("copy guest");
+    (dir, path)
+}
+
+fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String) {
+    let mut all_flags = vec!["--admin-addr", "127.0.0.1:0"];
+    all_flags.extend_from_slice(flags);
+    let server =
+        TestServer::start_with_env(component, &all_flags, &[("WASI_HOST_ADMIN_TOKEN", TOKEN)]);
+    let log = server.log();
+    let admin = log
+        .split("admin endpoint on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("admin endpoint address in the log")
+        .to_string();
+    (server, admin)
+}
+
+async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> reqwest::Response {
+    let mut request = client().put(admin).body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("PUT /component")
+}
+
+async fn active_version(admin: &str) -> serde_json::Value {
+    let response = client()
+        .get(admin)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET /component");
+    assert_eq!(response.status(), StatusCode::OK);
+    version_json(response).await
+}
+
+async fn version_json(response: reqwest::Response) -> serde_json::Value {
+    let body = response.bytes().await.expect("body");
+    serde_json::from_slice(&body).expect("version JSON")
+}
+
+fn sha256_of(path: &Path) -> String {
+    format!("{:x}", Sha256::digest(std::fs::read(path).expect("read")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_swaps_fifty_times_under_load_without_a_failed_request() {
+    let (server, admin) = start_with_admin(Build::V1.file(), &[]);
+    server.assert_logged(&format!(
+        "serving generation 1: `{}` (sha256 {})",
+        Build::V1.file().display(),
+        sha256_of(Build::V1.file())
+    ));
+    let load = Load::start(&server);
+    let mut build = Build::V1;
+    for swap in 0..SWAPS {
+        build = build.other();
+        let response = put_component(&admin, Some(TOKEN), build.bytes()).await;
+        assert_eq!(response.status(), StatusCode::OK, "swap {swap}");
+        let version = version_json(response).await;
+        assert_eq!(version["generation"], swap as u64 + 2);
+        assert_eq!(version["sha256"], sha256_of(build.file()));
+        // The upload answers once the new version is published: the very next request
+        // gets it.
+        assert_swapped_to(&server, build).await;
+    }
+    assert_clean(&load.finish().await, SWAPS);
+    assert_eq!(active_version(&admin).await["generation"], SWAPS as u64 + 1);
+    server.assert_logged("swapped: generation 51 is `upload from 127.0.0.1:");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangup_swaps_fifty_times_under_load_without_a_failed_request() {
+    let (_dir, path) = component_copy();
+    let server = TestServer::start(&path);
+    let load = Load::start(&server);
+    let mut build = Build::V1;
+    for _ in 0..SWAPS {
+        build = build.other();
+        std::fs::write(&path, build.bytes()).expect("replace component");
+        server.signal("HUP");
+        assert_swapped_to(&server, build).await;
+    }
+    assert_clean(&load.finish().await, SWAPS);
+    server.assert_logged("swapped: generation 51 is");
+    server.assert_logged("Hangup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_swaps_fifty_times_under_load_without_a_failed_request() {
+    let (dir, path) = component_copy();
+    let server = TestServer::start_with(&path, &["--watch"]);
+    let load = Load::start(&server);
+    let mut build = Build::V1;
+    for swap in 0..SWAPS {
+        build = build.other();
+        if swap % 2 == 0 {
+            // Written beside it, then renamed over it: how deploy tools replace files.
+            let partial = dir.path().join("app.wasm.partial");
+            std::fs::write(&partial, build.bytes()).expect("write");
+            std::fs::rename(&partial, &path).expect("rename");
+        } else {
+            // Rewritten in place, in pieces, as a slow copy would.
+            write_in_pieces(&path, &build.bytes());
+        }
+        assert_swapped_to(&server, build).await;
+    }
+    assert_clean(&load.finish().await, SWAPS);
+    server.assert_logged("swapped: generation 51 is");
+}
+
+fn write_in_pieces(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("truncate");
+    for piece in bytes.chunks(bytes.len() / 4 + 1) {
+        file.write_all(piece).expect("write");
+        file.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_finishes_on_the_version_it_started_with() {
+    let (server, admin) = start_with_admin(Build::V1.file(), &[]);
+    let slow = tokio::spawn(client().get(server.url("/sleep?ms=2000")).send());
+    // Let the slow request reach its guest before the swap.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let response = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_swapped_to(&server, Build::V2).await;
+
+    let slow = slow.await.expect("task").expect("slow request");
+    assert_eq!(slow.status(), StatusCode::OK);
+    assert_eq!(slow.headers()["x-testbed-build"], "v1");
+    assert_eq!(slow.text().await.expect("body"), "slept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_versions_are_rejected_under_load_and_the_old_one_keeps_serving() {
+    let (dir, path) = component_copy();
+    let (server, admin) = start_with_admin(&path, &["--watch"]);
+    let load = Load::start(&server);
+    let precompiled = dir.path().join("v2.cwasm");
+    let compiled = crate::util::run_host(&[
+        "compile",
+        &Build::V2.file().display().to_string(),
+        "-o",
+        &precompiled.display().to_string(),
+    ]);
+    assert!(compiled.status.success(), "{compiled:?}");
+
+    let bad: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "corrupt",
+            b"\0asm\x0d\0\x01\0garbage".to_vec(),
+            "cannot compile",
+        ),
+        (
+            "truncated",
+            Build::V2.bytes()[..5000].to_vec(),
+            "cannot compile",
+        ),
+        (
+            "core module",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "is a core WebAssembly module",
+        ),
+        (
+            "wrong world",
+            std::fs::read(&guests().command).expect("read"),
+            "is not a wasi:http/proxy component",
+        ),
+        (
+            "precompiled upload",
+            std::fs::read(&precompiled).expect("read"),
+            "precompiled files are only loaded from disk",
+        ),
+    ];
+    for (what, bytes, reason) in bad {
+        let response = put_component(&admin, Some(TOKEN), bytes.clone()).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}"
+        );
+        let message = response.text().await.expect("body");
+        assert!(message.contains(reason), "{what}: {message}");
+        assert!(message.contains("the old version keeps serving"), "{what}");
+
+        if what != "precompiled upload" {
+            let rejections = server.log().matches("rejected the new component").count();
+            std::fs::write(&path, &bytes).expect("write bad file");
+            let logged = crate::util::wait_for(SWAP_TIMEOUT, || {
+                let now = server.log().matches("rejected the new component").count();
+                (now > rejections).then_some(())
+            });
+            assert!(
+                logged.is_some(),
+                "{what} on disk not rejected:\n{}",
+                server.log()
+            );
+        }
+        assert_eq!(ask(&client(), &server.url("/build")).await, Ok(Build::V1));
+    }
+    let tally = load.finish().await;
+    assert!(
+        tally.failures.is_empty(),
+        "failed requests: {:?}",
+        tally.failures.first()
+    );
+    assert_eq!(tally.v2, 0, "no bad version was ever served");
+    assert_eq!(active_version(&admin).await["generation"], 1);
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_needs_the_token_and_limits_uploads() {
+    let (server, admin) = start_with_admin(Build::V1.file(), &["--admin-max-upload", "64KiB"]);
+    let before = active_version(&admin).await;
+    assert_eq!(before["generation"], 1);
+    assert_eq!(before["sha256"], sha256_of(Build::V1.file()));
+    assert_eq!(before["origin"], Build::V1.file().display().to_string());
+
+    // Small enough to pass the upload limit, so only the token decides.
+    let small = b"\0asm\x0d\0\x01\0".to_vec();
+    for token in [None, Some("wrong-token-wrong-token"), Some("")] {
+        let response = put_component(&admin, token, small.clone()).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let response = client().get(&admin).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    server.assert_logged("admin request without a valid token refused");
+
+    let oversized = Build::V2.bytes();
+    assert!(oversized.len() > 64 * 1024);
+    let response = put_component(&admin, Some(TOKEN), oversized).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let wrong_method = client()
+        .delete(&admin)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(active_version(&admin).await, before, "nothing changed");
+    assert_eq!(ask(&client(), &server.url("/build")).await, Ok(Build::V1));
+}
+
+#[test]
+fn the_admin_endpoint_is_off_by_default_and_refuses_to_start_without_a_token() {
+    let server = TestServer::start(Build::V1.file());
+    assert!(!server.log().contains("admin endpoint"), "{}", server.log());
+    drop(server);
+
+    let component = Build::V1.file().display().to_string();
+    let args = [
+        "serve",
+        &component,
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    for token in [None, Some("short")] {
+        let output = run_host_with_env(
+            &args,
+            &token
+                .map(|t| ("WASI_HOST_ADMIN_TOKEN", t))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(!stderr.contains("listening on"), "{stderr}");
+        assert!(
+            stderr.contains(
+                "needs a bearer token of at least 16 characters in $WASI_HOST_ADMIN_TOKEN"
+            ),
+            "{stderr}"
+        );
+    }
+}
