@@ -1,7 +1,6 @@
 # shellcheck shell=bash
-# Shared by bench/run.sh and bench/portability.sh: the one-time installs, the builds,
-# and starting, probing and stopping one server on loopback. Source it; it only
-# defines paths and functions.
+# Used by bench/run.sh: the one-time installs, the builds, and starting, probing and
+# stopping one server on loopback. Source it; it only defines paths and functions.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(dirname "$BENCH_DIR")
@@ -65,7 +64,7 @@ finish_wasmtime_install() {
   wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION"
 }
 
-# Flask, gunicorn and componentize-py, pinned in requirements.txt, in a git-ignored venv.
+# Flask and gunicorn, pinned in requirements.txt, in a git-ignored venv.
 install_python_tools() {
   local stamp=$VENV_DIR/.requirements-installed
   [[ -f $stamp && $stamp -nt $BENCH_DIR/requirements.txt ]] && return
@@ -76,8 +75,8 @@ install_python_tools() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Builds. Cargo skips what is up to date; the Python guest and the precompiled files are
-# rebuilt only when an input is newer than the output.
+# Builds. Cargo and the Python guest's script skip what is up to date; the precompiled
+# files are rebuilt only when an input is newer than the output.
 
 # Whether OUTPUT is missing or older than any file under the INPUT paths.
 stale() {
@@ -98,14 +97,10 @@ build_rust() {
   cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
 }
 
+# The Python guest is examples/python-hello, built by its own script (which installs
+# componentize-py and skips the build when the component is up to date).
 build_python_guest() {
-  local output=$BUILD_DIR/python.wasm
-  stale "$output" "$BENCH_DIR/python-guest" "$ROOT_DIR/wit" "$VENV_DIR/.requirements-installed" || return 0
-  log "building the Python guest with componentize-py"
-  # componentize-py resolves `-d wit` and the app's module path from where it runs.
-  (cd "$ROOT_DIR" && "$VENV_DIR/bin/componentize-py" -d wit -w hello componentize \
-    -p bench/python-guest app -o "$output.tmp" >/dev/null)
-  mv "$output.tmp" "$output"
+  "$ROOT_DIR/examples/python-hello/build.sh" "$BUILD_DIR/python.wasm"
 }
 
 # Whether this build of wasi-host has `compile` (and so serves `.cwasm` files).

@@ -14,16 +14,24 @@ if ! cargo component --version 2>/dev/null | grep -q "cargo-component $CARGO_COM
   cargo install cargo-component --version "$CARGO_COMPONENT_VERSION" --locked
 fi
 
-# The container tests build the image with podman and run it under runc (podman's own
-# default may be crun) and under gVisor (runsc, the sandbox of Cloud Run's first
-# generation); musl-gcc compiles the C parts of the static host; the image ships the CA
-# bundle that ca-certificates generates.
+# Debian packages, installed only when something is missing. The container tests build
+# the image with podman and run it under runc (podman's own default may be crun) and
+# under gVisor (runsc, the sandbox of Cloud Run's first generation); musl-gcc compiles
+# the C parts of the static host; the image ships the CA bundle that ca-certificates
+# generates. The examples need Python 3 with venv (componentize-py) and Node.js with npm
+# (componentize-js).
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+packages=()
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v runsc >/dev/null \
   || ! command -v musl-gcc >/dev/null || [ ! -f /etc/ssl/certs/ca-certificates.crt ]; then
+  packages+=(podman runc runsc musl-tools ca-certificates)
+fi
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then packages+=(python3 python3-venv); fi
+if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
+if [ ${#packages[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y podman runc runsc musl-tools ca-certificates
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
 fi
 
 # podman raises every container's open-file limit past what a machine with a lower hard
@@ -38,3 +46,9 @@ if ! grep -qs '^[[:space:]]*default_ulimits[[:space:]]*=' "$conf"; then
     printf '[containers]\ndefault_ulimits = []\n' | "${sudo[@]}" tee -a "$conf" >/dev/null
   fi
 fi
+
+# The examples' toolchains, pinned by each example: componentize-py from PyPI into a venv
+# under target/, componentize-js and jco from npm (`npm ci`).
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/examples/python-hello/build.sh" --tools-only
+"$root/examples/js-hello/build.sh" --tools-only

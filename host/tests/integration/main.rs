@@ -1,7 +1,9 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
 mod chaos;
+mod examples;
 mod hardening;
+mod portability;
 mod precompile;
 mod serve;
 mod startup_errors;

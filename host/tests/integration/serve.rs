@@ -3,24 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::util::{TestServer, client, guests};
-
-async fn assert_hello(server: &TestServer) {
-    let response = client().get(server.url("/")).send().await.expect("GET /");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
-    assert_eq!(response.text().await.expect("body"), "Hello, World!");
-
-    let missing = client()
-        .get(server.url("/nope"))
-        .send()
-        .await
-        .expect("GET /nope");
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-}
+use crate::util::{TestServer, assert_hello, client, guests};
 
 #[tokio::test]
 async fn hello_built_for_wasm32_wasip2() {

@@ -1,5 +1,6 @@
-//! Test support: the guests built once per run, and a `TestServer` that runs the real
-//! `wasi-host` binary on `127.0.0.1:0` and reads the bound address from its log.
+//! Test support: the guests built once per run, a `TestServer` that runs the real
+//! `wasi-host` binary (or another server, such as `wasmtime serve`) on `127.0.0.1:0` and
+//! reads the bound address from its log, and the answers every hello must give.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -93,10 +94,11 @@ fn build_guests() -> Guests {
     }
 }
 
-fn run_build(command: &mut Command, what: &str) {
+/// Runs a build to completion; panics, naming `what`, if it cannot start or fails.
+pub fn run_build(command: &mut Command, what: &str) {
     let status = command
         .status()
-        .unwrap_or_else(|error| panic!("cannot run cargo to build {what}: {error}"));
+        .unwrap_or_else(|error| panic!("cannot start the build of {what}: {error}"));
     assert!(status.success(), "building {what} failed: {status}");
 }
 
@@ -108,9 +110,10 @@ pub fn host_binary() -> Command {
     command
 }
 
-/// A running `wasi-host serve`, killed when dropped.
+/// A running server, `wasi-host serve` unless made with `spawn`, killed when dropped.
 pub struct TestServer {
     child: Child,
+    name: &'static str,
     /// The address it listens on.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
@@ -129,35 +132,48 @@ impl TestServer {
 
     /// Serves `component` with extra `serve` flags and environment variables.
     pub fn start_with_env(component: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = host_binary()
+        let mut command = host_binary();
+        command
             .arg("serve")
             .arg(component)
             .args(["--addr", "127.0.0.1:0"])
             .args(flags)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(command, "wasi-host", "listening on http://")
+    }
+
+    /// Runs `command`, a server called `name` that logs `ready_marker` followed by its
+    /// address (`127.0.0.1:PORT/`) once it listens, and waits for that line.
+    pub fn spawn(mut command: Command, name: &'static str, ready_marker: &'static str) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn wasi-host");
+            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         collect_lines(child.stdout.take().expect("stdout"), log.clone(), None);
         collect_lines(
             child.stderr.take().expect("stderr"),
             log.clone(),
-            Some(addr_tx),
+            Some((ready_marker, addr_tx)),
         );
         let addr = match addr_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
-                    "wasi-host did not report its address; its log:\n{}",
+                    "{name} did not report its address; its log:\n{}",
                     log.lock().unwrap()
                 );
             }
         };
-        Self { child, addr, log }
+        Self {
+            child,
+            name,
+            addr,
+            log,
+        }
     }
 
     /// `http://ADDR` followed by `path`.
@@ -186,7 +202,8 @@ impl TestServer {
         let status = wait_for(timeout, || child.try_wait().expect("wait"));
         status.unwrap_or_else(|| {
             panic!(
-                "wasi-host did not exit within {timeout:?}; its log:\n{}",
+                "{} did not exit within {timeout:?}; its log:\n{}",
+                self.name,
                 self.log()
             )
         })
@@ -233,7 +250,7 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- wasi-host log ---\n{}", self.log());
+            eprintln!("--- {} log ---\n{}", self.name, self.log());
         }
     }
 }
@@ -250,13 +267,13 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
 fn collect_lines(
     stream: impl std::io::Read + Send + 'static,
     log: Arc<Mutex<String>>,
-    addr_tx: Option<mpsc::Sender<SocketAddr>>,
+    addr_tx: Option<(&'static str, mpsc::Sender<SocketAddr>)>,
 ) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            if let Some(tx) = &addr_tx
-                && let Some(addr) = parse_listening(&line)
+            if let Some((ready_marker, tx)) = &addr_tx
+                && let Some(addr) = parse_address(&line, ready_marker)
             {
                 let _ = tx.send(addr);
             }
@@ -267,8 +284,8 @@ fn collect_lines(
     });
 }
 
-fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("listening on http://").nth(1)?;
+fn parse_address(line: &str, ready_marker: &str) -> Option<SocketAddr> {
+    let rest = line.split(ready_marker).nth(1)?;
     rest.split('/').next()?.parse().ok()
 }
 
@@ -314,4 +331,82 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
+}
+
+/// What a server answered to one request: what the hello guests must agree on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// Sends `method path` to `server` and collects its answer.
+pub async fn answer(server: &TestServer, method: &str, path: &str) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let response = client()
+        .request(method.clone(), server.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{method} {path} to {}: {error}", server.name));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().expect("content-type is text").to_owned());
+    Answer {
+        status: response.status().as_u16(),
+        content_type,
+        body: response.text().await.expect("body"),
+    }
+}
+
+/// The requests every hello guest is checked with, whatever built it, and the status
+/// and body each must get (always as `text/plain; charset=utf-8`). The hello routes
+/// `GET` only, so `HEAD /` is a `404` too, without a body.
+pub const HELLO_EXCHANGES: &[(&str, &str, u16, &str)] = &[
+    ("GET", "/", 200, "Hello, World!"),
+    ("GET", "/?name=wasm", 200, "Hello, World!"),
+    ("GET", "/nope", 404, "Not Found"),
+    ("POST", "/", 404, "Not Found"),
+    ("HEAD", "/", 404, ""),
+];
+
+/// Checks that `server` answers every request of `HELLO_EXCHANGES` as the hello must.
+pub async fn assert_hello(server: &TestServer) {
+    for &(method, path, status, body) in HELLO_EXCHANGES {
+        let expected = Answer {
+            status,
+            content_type: Some("text/plain; charset=utf-8".to_owned()),
+            body: body.to_owned(),
+        };
+        assert_eq!(
+            answer(server, method, path).await,
+            expected,
+            "{method} {path}"
+        );
+    }
+}
+
+/// Whether this is a CI run (`CI=true`), where a missing tool fails a test instead of
+/// skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Whether `tool` runs (`tool --version` can be started).
+pub fn tool_runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Tells whoever runs the tests that part of `test` did not run, and why. Written to
+/// the process's stderr directly, past the test harness's output capture, so that the
+/// notice shows in a normal `cargo test` run.
+pub fn report_skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "note: {test}: skipped: {why}");
 }

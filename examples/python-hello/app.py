@@ -36,7 +36,7 @@ def hello_world():
 
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
-        path = (request.path_with_query() or "/").split("?", 1)[0]
+        path = (request.path_with_query() or "").split("?", 1)[0]
         view = ROUTES.get(path) if isinstance(request.method(), Method_Get) else None
         if view is None:
             status, body = 404, b"Not Found"

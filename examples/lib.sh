@@ -1,0 +1,47 @@
+# shellcheck shell=bash
+# Shared by the examples' build scripts. A script sourcing this defines install_tools
+# (installs its pinned toolchain, skipped when already done) and build OUTPUT (writes
+# the component), then calls `main "$@"`.
+
+EXAMPLE_DIR=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+EXAMPLE=$(basename "$EXAMPLE_DIR")
+# Toolchains and outputs live under the workspace's git-ignored target/.
+EXAMPLES_TARGET=$ROOT_DIR/target/examples
+
+log() { printf '[%s] %s\n' "$EXAMPLE" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# Fails, saying what to install, when COMMAND is not on PATH.
+require() {
+  local command=$1 what=$2
+  command -v "$command" >/dev/null || die "$command not found: install $what (scripts/setup.sh does)"
+}
+
+# Whether OUTPUT exists and is newer than every file under the INPUT paths.
+up_to_date() {
+  local output=$1
+  shift
+  [[ -e $output ]] && [[ -z $(find "$@" -newer "$output" -type f -print -quit) ]]
+}
+
+# `--tools-only` installs the toolchain and stops; otherwise builds OUTPUT (default
+# target/examples/NAME.wasm). The component is written beside OUTPUT and renamed into
+# place, so a failed build never leaves a partial file behind.
+main() {
+  install_tools
+  [[ ${1:-} == --tools-only ]] && return
+  local output
+  output=$(realpath -m "${1:-$EXAMPLES_TARGET/$EXAMPLE.wasm}")
+  mkdir -p "$(dirname "$output")"
+  if up_to_date "$output" "${BUILD_INPUTS[@]}" "$EXAMPLE_DIR/build.sh" "${BASH_SOURCE[0]}"; then
+    log "${output#"$ROOT_DIR"/} is up to date"
+    return
+  fi
+  log "building ${output#"$ROOT_DIR"/}"
+  build "$output.partial"
+  mv "$output.partial" "$output"
+}
