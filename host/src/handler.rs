@@ -17,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
 use crate::limits::InstanceLimits;
+use crate::outbound::Outbound;
 use crate::state::RequestState;
 
 /// Seconds a client told `503` should wait before retrying.
@@ -30,6 +31,8 @@ pub struct HandlerSettings {
     pub max_body_size: u64,
     /// What one instance may use.
     pub instance: InstanceLimits,
+    /// What guests may reach.
+    pub outbound: Arc<Outbound>,
 }
 
 /// Serves requests with one pre-instantiated component.
@@ -119,7 +122,11 @@ impl Handler {
         let deadline = Instant::now() + self.settings.request_timeout;
         let mut store = Store::new(
             self.proxy.engine(),
-            RequestState::new(request_id, &self.settings.instance),
+            RequestState::new(
+                request_id,
+                &self.settings.instance,
+                self.settings.outbound.hooks(request_id, deadline),
+            ),
         );
         store.limiter(|state| state.limits());
         // Every epoch tick a running guest yields to the other requests on this thread;
@@ -135,7 +142,7 @@ impl Handler {
 
         let body_too_large = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
-            LimitedBody::new(body, self.settings.max_body_size, body_too_large.clone())
+            LimitedBody::request(body, self.settings.max_body_size, body_too_large.clone())
         });
         let (response_tx, response_rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();

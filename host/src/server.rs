@@ -19,6 +19,7 @@ use crate::config::ServeConfig;
 use crate::engine;
 use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
+use crate::outbound::Outbound;
 use crate::shutdown;
 
 /// How long to wait before accepting again after `accept` fails (for example when the
@@ -46,6 +47,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
+        outbound: Arc::new(Outbound::new(&config.outbound)),
     };
     let handler = Arc::new(Handler::new(proxy, settings, admission.clone()));
 
@@ -53,6 +55,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    tracing::info!("outbound: {}", config.outbound);
     tracing::info!(component = %config.component.display(), "listening on http://{local}/");
 
     // The component is loaded before the port is bound, so once the probe path answers

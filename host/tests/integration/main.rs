@@ -2,6 +2,7 @@
 
 mod chaos;
 mod hardening;
+mod outbound;
 mod precompile;
 mod serve;
 mod startup_errors;

@@ -256,8 +256,15 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
 
 /// Runs `wasi-host` with `args` to completion (it must exit within a minute).
 pub fn run_host(args: &[&str]) -> Output {
+    run_host_with_env(args, &[])
+}
+
+/// Runs `wasi-host` with `args` and the extra environment variables `env` to completion
+/// (it must exit within a minute).
+pub fn run_host_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = host_binary()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
