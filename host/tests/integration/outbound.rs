@@ -127,13 +127,13 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// Asks the guest to fetch `url`, with extra request headers.
+/// Calls `/fetch?QUERY` with extra request headers; returns the status and the body.
 async fn fetch_with(
     server: &TestServer,
-    url: &str,
+    query: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Vec<u8>) {
-    let mut request = client().get(server.url(&format!("/fetch?url={url}")));
+    let mut request = client().get(server.url(&format!("/fetch?{query}")));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -142,10 +142,15 @@ async fn fetch_with(
     (status, response.bytes().await.expect("body").to_vec())
 }
 
+/// Calls `/fetch?QUERY` and returns the status and the body as text.
+async fn fetch_query(server: &TestServer, query: &str) -> (StatusCode, String) {
+    let (status, body) = fetch_with(server, query, &[]).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Asks the guest to fetch `url` and returns the status and the body as text.
 async fn fetch(server: &TestServer, url: &str) -> (StatusCode, String) {
-    let (status, body) = fetch_with(server, url, &[]).await;
-    (status, String::from_utf8_lossy(&body).into_owned())
+    fetch_query(server, &format!("url={url}")).await
 }
 
 /// Fetches `url` and checks that the guest saw the call fail with `failure`.
@@ -162,11 +167,20 @@ async fn denied_by_default_and_logged_with_the_request() {
     server.assert_logged("outbound: denied (no --allow-outbound)");
 
     assert_fails(&server, &upstream.origin(), "ErrorCode::HttpRequestDenied").await;
-    server.assert_logged(&format!(
+    let refusal = format!(
         "outbound request refused: GET {}: no --allow-outbound pattern matches",
         upstream.origin()
-    ));
-    server.assert_logged("request_id=1");
+    );
+    server.assert_logged(&refusal);
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(&refusal))
+        .expect("logged");
+    assert!(
+        line.contains("WARN") && line.contains("request_id=1"),
+        "{line}"
+    );
     assert_eq!(upstream.connections(), 0);
 
     // The host serves on as before.
@@ -297,7 +311,7 @@ async fn guests_cannot_set_metadata_hop_by_hop_or_host_headers() {
     let upstream = Upstream::start(Reply::Hello).await;
     let server =
         TestServer::start_with(&guests().testbed, &["--allow-outbound", &upstream.origin()]);
-    let url = format!("{}/", upstream.origin());
+    let url = format!("url={}/", upstream.origin());
     for name in [
         "metadata-flavor",
         "x-google-metadata-request",
@@ -403,6 +417,36 @@ async fn first_byte_timeout() {
 }
 
 #[tokio::test]
+async fn a_guest_may_ask_for_shorter_timeouts() {
+    let silent = Upstream::start(Reply::After(Duration::from_secs(10))).await;
+    let trickle = Upstream::start(Reply::Trickle).await;
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &["--allow-outbound", "http://127.0.0.1:*"],
+    );
+    let started = Instant::now();
+    let url = format!("first_byte_ms=300&url={}", silent.origin());
+    let (status, body) = fetch_query(&server, &url).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_GATEWAY, "ErrorCode::ConnectionReadTimeout")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The trickle sends a byte every 100 ms.
+    let url = format!("between_bytes_ms=30&url={}", trickle.origin());
+    let (status, body) = fetch_query(&server, &url).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_GATEWAY, "body: connection read timeout")
+    );
+}
+
+#[tokio::test]
 async fn total_timeout_before_and_during_the_body() {
     let silent = Upstream::start(Reply::After(Duration::from_secs(10))).await;
     let trickle = Upstream::start(Reply::Trickle).await;
@@ -451,7 +495,8 @@ async fn response_bodies_stream_up_to_the_limit() {
         ],
     );
     for upstream in [&chunked, &declared] {
-        let (status, body) = fetch_with(&generous, &upstream.origin(), &[]).await;
+        let (status, body) =
+            fetch_with(&generous, &format!("url={}", upstream.origin()), &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             body == pattern(LEN),
@@ -525,6 +570,39 @@ async fn connection_refused() {
     drop(closed);
     let server = TestServer::start_with(&guests().testbed, &["--allow-outbound", &origin]);
     assert_fails(&server, &origin, "ErrorCode::ConnectionRefused").await;
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused() {
+    use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
+
+    let signed = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
+    let key = PrivateKeyDer::Pkcs8(signed.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![signed.cert.der().clone()], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let completed = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            if acceptor.accept(stream).await.is_ok() {
+                completed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+
+    let https = format!("https://{addr}");
+    let server = TestServer::start_with(&guests().testbed, &["--allow-outbound", &https]);
+    assert_fails(&server, &https, "ErrorCode::TlsCertificateError").await;
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
 }
 
 /// Runs `serve` with `args` and environment `env`, expecting it to refuse to start.

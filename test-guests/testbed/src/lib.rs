@@ -5,8 +5,8 @@
 use std::io::Write as _;
 
 use wasip2::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
-    Scheme,
+    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions,
+    ResponseOutparam, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -140,7 +140,8 @@ fn echo(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
 }
 
 /// `?url=URL` (the rest of the query): calls URL with GET, sending each `x-forward-NAME`
-/// request header as `NAME`, and answers with the upstream's status and body. When the
+/// request header as `NAME`, and answers with the upstream's status and body. Before
+/// `url=`, `first_byte_ms=` and `between_bytes_ms=` set the request's own timeouts. When the
 /// call fails the answer is `502` with the failure in the body: `header NAME: ...` for a
 /// header the host refuses, the error code's debug text for a failed request, and
 /// `body: ...` for a body that failed while being read.
@@ -150,7 +151,7 @@ fn fetch(request: IncomingRequest, response_out: ResponseOutparam, query: &str) 
             out.write_all(message.as_bytes()).expect("write");
         });
     };
-    let url = query.split_once("url=").map_or("", |(_, url)| url);
+    let (options, url) = query.split_once("url=").unwrap_or((query, ""));
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let (authority, path) = match rest.find('/') {
         Some(slash) => rest.split_at(slash),
@@ -175,7 +176,16 @@ fn fetch(request: IncomingRequest, response_out: ResponseOutparam, query: &str) 
     outgoing.set_authority(Some(authority)).expect("authority");
     outgoing.set_path_with_query(Some(path)).expect("path");
 
-    let future = match wasip2::http::outgoing_handler::handle(outgoing, None) {
+    let timeouts = RequestOptions::new();
+    let millis = |name| param(options, name).map(|ms| ms * 1_000_000);
+    timeouts
+        .set_first_byte_timeout(millis("first_byte_ms"))
+        .expect("first-byte timeout");
+    timeouts
+        .set_between_bytes_timeout(millis("between_bytes_ms"))
+        .expect("between-bytes timeout");
+
+    let future = match wasip2::http::outgoing_handler::handle(outgoing, Some(timeouts)) {
         Ok(future) => future,
         Err(code) => return fail(response_out, format!("{code:?}")),
     };
