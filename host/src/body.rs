@@ -1,5 +1,5 @@
-//! Body wrappers at the host's edges: a request body that stops at the size limit, and
-//! a response body that reports a guest failure as an error instead of a clean end.
+//! Body wrappers at the host's edges: a body that stops at a size limit, and a response
+//! body that reports a guest failure as an error instead of a clean end.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,23 +12,37 @@ use hyper::body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::Error;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// A request body that fails once more than `limit` bytes have arrived, and remembers
-/// that it did so the host can answer `413`.
+/// A body that fails once more than `limit` bytes have arrived: a client's request body
+/// (`413` for the client) or an upstream's response body (an error for the guest).
 pub struct LimitedBody<B> {
     inner: B,
     remaining: u64,
     limit: u64,
-    exceeded: Arc<AtomicBool>,
+    exceeded: Option<Arc<AtomicBool>>,
+    too_large: fn(Option<u64>) -> Error,
 }
 
 impl<B> LimitedBody<B> {
-    /// Wraps `inner`; `exceeded` is set when the limit is passed.
-    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    /// Wraps a request body; `exceeded` is set when the limit is passed, so the host can
+    /// answer `413`.
+    pub fn request(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             remaining: limit,
             limit,
-            exceeded,
+            exceeded: Some(exceeded),
+            too_large: Error::HttpRequestBodySize,
+        }
+    }
+
+    /// Wraps an upstream's response body.
+    pub fn response(inner: B, limit: u64) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            exceeded: None,
+            too_large: Error::HttpResponseBodySize,
         }
     }
 }
@@ -55,8 +69,10 @@ where
                         Poll::Ready(Some(Ok(frame)))
                     }
                     None => {
-                        this.exceeded.store(true, Ordering::Release);
-                        Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(this.limit)))))
+                        if let Some(exceeded) = &this.exceeded {
+                            exceeded.store(true, Ordering::Release);
+                        }
+                        Poll::Ready(Some(Err((this.too_large)(Some(this.limit)))))
                     }
                 }
             }

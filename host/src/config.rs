@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{ADMIN_TOKEN_ENV, MIN_TOKEN_LENGTH};
 use crate::admission::AdmissionLimits;
-use crate::limits::{ClientLimits, InstanceLimits};
+use crate::limits::{ClientLimits, InstanceLimits, OutboundLimits};
+use crate::outbound::{OutboundConfig, OutboundPattern, ResolveOverride};
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -33,6 +34,18 @@ const MAX_MEMORY_CAP: u64 = 4 << 30;
 /// Default concurrency cap: Cloud Run's default `containerConcurrency`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 80;
 
+/// Default connect timeout of a guest's outbound request (DNS, TCP and TLS).
+pub const DEFAULT_OUTBOUND_CONNECT_TIMEOUT: &str = "10s";
+
+/// Default wait for an outbound response's head.
+pub const DEFAULT_OUTBOUND_FIRST_BYTE_TIMEOUT: &str = "60s";
+
+/// Default limit on one outbound request, response body included.
+pub const DEFAULT_OUTBOUND_TOTAL_TIMEOUT: &str = "120s";
+
+/// Default largest outbound response body.
+pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
+
 /// A Cloud Run-ready host for WebAssembly HTTP components.
 #[derive(Debug, Parser)]
 #[command(name = "wasi-host", version, about, long_about = None)]
@@ -46,7 +59,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a wasi:http/proxy component over HTTP, a fresh instance per request.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Compile a component ahead of time into a `.cwasm` that `serve` loads in
     /// milliseconds. The file is tied to this build of wasi-host: a different version
     /// refuses it.
@@ -139,6 +152,49 @@ pub struct ServeArgs {
     #[arg(long, env = "WASI_HOST_HEALTH_PATH", default_value = DEFAULT_HEALTH_PATH)]
     pub health_path: String,
 
+    /// Lets guests call origins matching PATTERN: `SCHEME://HOST[:PORT]`, where SCHEME is
+    /// `http`, `https` or `*`, HOST a name, an address, `*.domain` or `*`, and PORT a
+    /// number or `*` (default: the scheme's). Repeatable; the variable takes a
+    /// comma-separated list. Without it guests reach nothing. Private, loopback and
+    /// link-local addresses (such as the metadata server) need a pattern that names the
+    /// host exactly.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        env = "WASI_HOST_ALLOW_OUTBOUND",
+        value_delimiter = ','
+    )]
+    pub allow_outbound: Vec<OutboundPattern>,
+
+    /// Resolves HOST to ADDR for guests' outbound requests without asking DNS, like
+    /// curl's `--resolve` (`api.internal:10.0.0.7`). Repeatable; the variable takes a
+    /// comma-separated list. The address rules still apply.
+    #[arg(
+        long,
+        value_name = "HOST:ADDR",
+        env = "WASI_HOST_OUTBOUND_RESOLVE",
+        value_delimiter = ','
+    )]
+    pub outbound_resolve: Vec<ResolveOverride>,
+
+    /// Longest an outbound request may take to resolve, connect and finish the TLS
+    /// handshake. A guest may ask for less.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_CONNECT_TIMEOUT", default_value = DEFAULT_OUTBOUND_CONNECT_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub outbound_connect_timeout: Duration,
+
+    /// Longest an outbound request waits for the response head, counted once its
+    /// connection is ready. A guest may ask for less.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_FIRST_BYTE_TIMEOUT", default_value = DEFAULT_OUTBOUND_FIRST_BYTE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub outbound_first_byte_timeout: Duration,
+
+    /// Longest one outbound request may take, response body included; never past the
+    /// incoming request's own deadline.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_TOTAL_TIMEOUT", default_value = DEFAULT_OUTBOUND_TOTAL_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub outbound_total_timeout: Duration,
+
+    /// Largest outbound response body a guest may read; past it the body fails.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_MAX_RESPONSE_BODY", default_value = DEFAULT_OUTBOUND_MAX_RESPONSE_BODY)]
+    pub outbound_max_response_body: ByteSize,
     /// Reload COMPONENT when its file changes (written in place, renamed over, or
     /// swapped by a volume update). A file that fails to load is rejected and the
     /// running version keeps serving. SIGHUP reloads it too, with or without this flag.
@@ -176,6 +232,8 @@ pub struct ServeConfig {
     pub client: ClientLimits,
     /// The probe path, if any.
     pub health_path: Option<String>,
+    /// What guests may reach.
+    pub outbound: OutboundConfig,
     /// Whether to reload the component when its file changes.
     pub watch: bool,
     /// The admin endpoint, if enabled.
@@ -222,6 +280,16 @@ impl ServeArgs {
             self.health_path.is_empty() || self.health_path.starts_with('/'),
             "--health-path must start with `/`"
         );
+        for (timeout, flag) in [
+            (self.outbound_connect_timeout, "--outbound-connect-timeout"),
+            (
+                self.outbound_first_byte_timeout,
+                "--outbound-first-byte-timeout",
+            ),
+            (self.outbound_total_timeout, "--outbound-total-timeout"),
+        ] {
+            ensure!(!timeout.is_zero(), "{flag} must be more than zero");
+        }
         let admin = match self.admin_addr {
             Some(addr) => Some(AdminConfig {
                 addr,
@@ -256,6 +324,16 @@ impl ServeArgs {
                 header_read_timeout: self.header_read_timeout,
             },
             health_path: Some(self.health_path).filter(|path| !path.is_empty()),
+            outbound: OutboundConfig {
+                allow: self.allow_outbound,
+                resolve: self.outbound_resolve,
+                limits: OutboundLimits {
+                    connect_timeout: self.outbound_connect_timeout,
+                    first_byte_timeout: self.outbound_first_byte_timeout,
+                    total_timeout: self.outbound_total_timeout,
+                    max_response_body: self.outbound_max_response_body.as_u64(),
+                },
+            },
             watch: self.watch,
             admin,
         })

@@ -16,6 +16,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
 use crate::limits::InstanceLimits;
+use crate::outbound::Outbound;
 use crate::reload::ActiveComponent;
 use crate::state::RequestState;
 
@@ -30,6 +31,8 @@ pub struct HandlerSettings {
     pub max_body_size: u64,
     /// What one instance may use.
     pub instance: InstanceLimits,
+    /// What guests may reach.
+    pub outbound: Arc<Outbound>,
 }
 
 /// Serves requests with the active version of the component.
@@ -122,7 +125,11 @@ impl Handler {
         let component = self.active.current();
         let mut store = Store::new(
             component.proxy.engine(),
-            RequestState::new(request_id, &self.settings.instance),
+            RequestState::new(
+                request_id,
+                &self.settings.instance,
+                self.settings.outbound.hooks(request_id, deadline),
+            ),
         );
         store.limiter(|state| state.limits());
         // Every epoch tick a running guest yields to the other requests on this thread;
@@ -138,7 +145,7 @@ impl Handler {
 
         let body_too_large = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
-            LimitedBody::new(body, self.settings.max_body_size, body_too_large.clone())
+            LimitedBody::request(body, self.settings.max_body_size, body_too_large.clone())
         });
         let (response_tx, response_rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();

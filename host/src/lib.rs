@@ -12,6 +12,7 @@ pub mod engine;
 pub mod guest_output;
 pub mod handler;
 pub mod limits;
+pub mod outbound;
 pub mod reload;
 pub mod server;
 pub mod shutdown;
@@ -31,7 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("failed to start the async runtime")?;
-            runtime.block_on(server::serve(args.into_config()?))
+            runtime.block_on(server::serve((*args).into_config()?))
         }
         Command::Compile(args) => {
             let engine = engine::compile_engine()?;

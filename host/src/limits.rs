@@ -75,6 +75,19 @@ pub struct ClientLimits {
     pub header_read_timeout: Duration,
 }
 
+/// What a guest's outbound requests may take.
+#[derive(Debug, Clone)]
+pub struct OutboundLimits {
+    /// Longest to resolve, connect and finish the TLS handshake of a new connection.
+    pub connect_timeout: Duration,
+    /// Longest to wait for the response head once the request is on its way.
+    pub first_byte_timeout: Duration,
+    /// Longest one outbound request may take, response body included.
+    pub total_timeout: Duration,
+    /// Largest response body a guest may read, in bytes.
+    pub max_response_body: u64,
+}
+
 /// Starts the one thread that advances `engine`'s epoch every [`EPOCH_TICK`]. It holds a
 /// weak reference and stops when the engine is dropped.
 pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {

@@ -23,6 +23,7 @@ use crate::config::{AdminConfig, ServeConfig};
 use crate::engine;
 use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
+use crate::outbound::Outbound;
 use crate::reload::{self, ActiveComponent};
 use crate::{shutdown, watch};
 
@@ -59,6 +60,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
+        outbound: Arc::new(Outbound::new(&config.outbound)),
     };
     let handler = Arc::new(Handler::new(active.clone(), settings, admission.clone()));
     let builder = connection_builder(&config.client);
@@ -71,6 +73,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    tracing::info!("outbound: {}", config.outbound);
     tracing::info!(component = %config.component.display(), "listening on http://{local}/");
 
     // The component is loaded before the port is bound, so once the probe path answers

@@ -9,6 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guest_output::{GuestOutput, Stream};
 use crate::limits::InstanceLimits;
+use crate::outbound::OutboundHooks;
 
 /// The data of one request's `Store`.
 pub struct RequestState {
@@ -16,12 +17,14 @@ pub struct RequestState {
     http: WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    outbound: OutboundHooks,
 }
 
 impl RequestState {
     /// A fresh state for request `request_id`: no arguments, no environment, no files, no
-    /// sockets; stdout and stderr go to the host's log, tagged with the request.
-    pub fn new(request_id: u64, limits: &InstanceLimits) -> Self {
+    /// sockets; stdout and stderr go to the host's log, tagged with the request; outgoing
+    /// HTTP requests go through `outbound`, the host's egress policy.
+    pub fn new(request_id: u64, limits: &InstanceLimits, outbound: OutboundHooks) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(Stream::Stdout, request_id))
             .stderr(GuestOutput::new(Stream::Stderr, request_id))
@@ -33,6 +36,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             table,
             limits: limits.store_limits(),
+            outbound,
         }
     }
 
@@ -56,7 +60,7 @@ impl WasiHttpView for RequestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

@@ -3,6 +3,7 @@
 mod chaos;
 mod examples;
 mod hardening;
+mod outbound;
 mod portability;
 mod precompile;
 mod serve;

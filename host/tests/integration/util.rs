@@ -294,7 +294,8 @@ pub fn run_host(args: &[&str]) -> Output {
     run_host_with_env(args, &[])
 }
 
-/// Runs `wasi-host` with `args` and environment variables to completion.
+/// Runs `wasi-host` with `args` and the extra environment variables `env` to completion
+/// (it must exit within a minute).
 pub fn run_host_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = host_binary()
         .args(args)

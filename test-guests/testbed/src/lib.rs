@@ -1,11 +1,13 @@
-//! A guest with one route per behaviour the host's tests need: echoing, streaming, and
-//! every way of misbehaving (trap, loop, memory hog, no response, sleeping), and which
-//! build it is (`/build`, and an `x-testbed-build` header on every response).
+//! A guest with one route per behaviour the host's tests need: echoing, streaming,
+//! outbound calls, every way of misbehaving (trap, loop, memory hog, no response,
+//! sleeping), and which build it is (`/build`, and an `x-testbed-build` header on every
+//! response).
 
 use std::io::Write as _;
 
 use wasip2::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions,
+    ResponseOutparam, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -23,6 +25,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
             .unwrap_or((&path_with_query, ""));
         match path {
             "/echo" => echo(request, response_out, query),
+            "/fetch" => fetch(request, response_out, query),
             "/consume" => {
                 let body = request.consume().expect("request body");
                 let input = body.stream().expect("request stream");
@@ -141,6 +144,83 @@ fn echo(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
                 }
             }
         }
+    });
+}
+
+/// `?url=URL` (the rest of the query): calls URL with GET, sending each `x-forward-NAME`
+/// request header as `NAME`, and answers with the upstream's status and body. Before
+/// `url=`, `first_byte_ms=` and `between_bytes_ms=` set the request's own timeouts. When the
+/// call fails the answer is `502` with the failure in the body: `header NAME: ...` for a
+/// header the host refuses, the error code's debug text for a failed request, and
+/// `body: ...` for a body that failed while being read.
+fn fetch(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
+    let fail = |response_out, message: String| {
+        respond_with(response_out, 502, &[], |out| {
+            out.write_all(message.as_bytes()).expect("write");
+        });
+    };
+    let (options, url) = query.split_once("url=").unwrap_or((query, ""));
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, "/"),
+    };
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_string()),
+    };
+
+    let headers = Fields::new();
+    for (name, value) in request.headers().entries() {
+        if let Some(forwarded) = name.strip_prefix("x-forward-")
+            && let Err(error) = headers.append(forwarded, &value)
+        {
+            return fail(response_out, format!("header {forwarded}: {error:?}"));
+        }
+    }
+    let outgoing = OutgoingRequest::new(headers);
+    outgoing.set_scheme(Some(&scheme)).expect("scheme");
+    outgoing.set_authority(Some(authority)).expect("authority");
+    outgoing.set_path_with_query(Some(path)).expect("path");
+
+    let timeouts = RequestOptions::new();
+    let millis = |name| param(options, name).map(|ms| ms * 1_000_000);
+    timeouts
+        .set_first_byte_timeout(millis("first_byte_ms"))
+        .expect("first-byte timeout");
+    timeouts
+        .set_between_bytes_timeout(millis("between_bytes_ms"))
+        .expect("between-bytes timeout");
+
+    let future = match wasip2::http::outgoing_handler::handle(outgoing, Some(timeouts)) {
+        Ok(future) => future,
+        Err(code) => return fail(response_out, format!("{code:?}")),
+    };
+    future.subscribe().block();
+    let response = match future.get().expect("ready").expect("first get") {
+        Ok(response) => response,
+        Err(code) => return fail(response_out, format!("{code:?}")),
+    };
+    let status = response.status();
+    let body = response.consume().expect("response body");
+    let input = body.stream().expect("response stream");
+    let mut received = Vec::new();
+    loop {
+        match input.blocking_read(65536) {
+            Ok(bytes) => received.extend_from_slice(&bytes),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(error)) => {
+                let why = match wasip2::http::types::http_error_code(&error) {
+                    Some(code) => format!("{code:?}"),
+                    None => error.to_debug_string(),
+                };
+                return fail(response_out, format!("body: {why}"));
+            }
+        }
+    }
+    respond_with(response_out, status, &[], |out| {
+        out.write_all(&received).expect("write");
     });
 }
 
