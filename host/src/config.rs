@@ -10,6 +10,7 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admission::AdmissionLimits;
+use crate::guest_env::GuestEnv;
 use crate::limits::{ClientLimits, InstanceLimits};
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
@@ -137,6 +138,17 @@ pub struct ServeArgs {
     /// reaches the guest. An empty value turns it off.
     #[arg(long, env = "WASI_HOST_HEALTH_PATH", default_value = DEFAULT_HEALTH_PATH)]
     pub health_path: String,
+
+    /// A variable for the guest's environment, `KEY=VALUE`; repeat the flag for more.
+    /// In `WASI_HOST_ENV`, one `KEY=VALUE` per line. Besides these the guest sees only
+    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them.
+    #[arg(
+        long = "env",
+        value_name = "KEY=VALUE",
+        env = "WASI_HOST_ENV",
+        value_delimiter = '\n'
+    )]
+    pub env: Vec<String>,
 }
 
 /// The validated settings `serve` runs with.
@@ -158,6 +170,8 @@ pub struct ServeConfig {
     pub client: ClientLimits,
     /// The probe path, if any.
     pub health_path: Option<String>,
+    /// What every guest finds in its environment.
+    pub guest_env: GuestEnv,
 }
 
 impl ServeArgs {
@@ -205,6 +219,7 @@ impl ServeArgs {
                 header_read_timeout: self.header_read_timeout,
             },
             health_path: Some(self.health_path).filter(|path| !path.is_empty()),
+            guest_env: GuestEnv::build(&self.env, |name| std::env::var(name).ok())?,
         })
     }
 }

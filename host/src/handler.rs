@@ -16,6 +16,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
+use crate::guest_env::GuestEnv;
 use crate::limits::InstanceLimits;
 use crate::state::RequestState;
 
@@ -30,6 +31,8 @@ pub struct HandlerSettings {
     pub max_body_size: u64,
     /// What one instance may use.
     pub instance: InstanceLimits,
+    /// What every guest finds in its environment.
+    pub guest_env: GuestEnv,
 }
 
 /// Serves requests with one pre-instantiated component.
@@ -119,7 +122,11 @@ impl Handler {
         let deadline = Instant::now() + self.settings.request_timeout;
         let mut store = Store::new(
             self.proxy.engine(),
-            RequestState::new(request_id, &self.settings.instance),
+            RequestState::new(
+                request_id,
+                &self.settings.instance,
+                &self.settings.guest_env,
+            ),
         );
         store.limiter(|state| state.limits());
         // Every epoch tick a running guest yields to the other requests on this thread;

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod body;
 pub mod config;
 pub mod engine;
+pub mod guest_env;
 pub mod guest_output;
 pub mod handler;
 pub mod limits;

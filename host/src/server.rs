@@ -46,6 +46,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
+        guest_env: config.guest_env.clone(),
     };
     let handler = Arc::new(Handler::new(proxy, settings, admission.clone()));
 

@@ -1,6 +1,7 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
 mod chaos;
+mod environment;
 mod hardening;
 mod precompile;
 mod serve;

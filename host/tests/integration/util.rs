@@ -88,11 +88,24 @@ fn run_build(command: &mut Command, what: &str) {
     assert!(status.success(), "building {what} failed: {status}");
 }
 
-/// The `wasi-host` binary under test.
+/// Host variables that change what `wasi-host` does; tests set them explicitly.
+const PLATFORM_VARIABLES: [&str; 6] = [
+    "K_SERVICE",
+    "K_REVISION",
+    "K_CONFIGURATION",
+    "GOOGLE_CLOUD_PROJECT",
+    "WASI_HOST_LOG_FORMAT",
+    "WASI_HOST_ENV",
+];
+
+/// The `wasi-host` binary under test, in an environment without platform variables.
 pub fn host_binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasi-host"));
     // A backtrace per guest trap only slows the tests down.
     command.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
+    for name in PLATFORM_VARIABLES {
+        command.env_remove(name);
+    }
     command
 }
 
@@ -112,7 +125,13 @@ impl TestServer {
 
     /// Serves `component` with extra `serve` flags.
     pub fn start_with(component: &Path, flags: &[&str]) -> Self {
+        Self::start_in_env(component, flags, &[])
+    }
+
+    /// Serves `component` with extra `serve` flags and host environment variables.
+    pub fn start_in_env(component: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = host_binary()
+            .envs(env.iter().copied())
             .arg("serve")
             .arg(component)
             .args(["--addr", "127.0.0.1:0"])
@@ -256,7 +275,13 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
 
 /// Runs `wasi-host` with `args` to completion (it must exit within a minute).
 pub fn run_host(args: &[&str]) -> Output {
+    run_host_in_env(args, &[])
+}
+
+/// Runs `wasi-host` with `args` and host environment variables to completion.
+pub fn run_host_in_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = host_binary()
+        .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
