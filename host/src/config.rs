@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::admission::AdmissionLimits;
 use crate::guest_env::GuestEnv;
 use crate::limits::{ClientLimits, InstanceLimits};
+use crate::telemetry::LogFormat;
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -27,6 +28,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "300s";
 /// Default drain time on SIGTERM: under Cloud Run's 10 s between SIGTERM and SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
 
+/// Where the Google Cloud project id is found (Cloud Run does not set it; the deployment
+/// does). Log entries name their trace as `projects/PROJECT/traces/TRACE` with it.
+pub const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
+
 /// Largest `--max-memory`: a 32-bit linear memory cannot grow past 4 GiB.
 const MAX_MEMORY_CAP: u64 = 4 << 30;
 
@@ -40,6 +45,11 @@ pub struct Cli {
     /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
+
+    /// How logs are written to stderr: `text` for people, `json` for one Cloud Logging
+    /// entry per line, `auto` for JSON on Cloud Run (where `K_SERVICE` is set).
+    #[arg(long, global = true, env = "WASI_HOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
 }
 
 /// What `wasi-host` can do.
@@ -172,6 +182,8 @@ pub struct ServeConfig {
     pub health_path: Option<String>,
     /// What every guest finds in its environment.
     pub guest_env: GuestEnv,
+    /// The Google Cloud project that log entries name traces in, if known.
+    pub trace_project: Option<String>,
 }
 
 impl ServeArgs {
@@ -220,6 +232,9 @@ impl ServeArgs {
             },
             health_path: Some(self.health_path).filter(|path| !path.is_empty()),
             guest_env: GuestEnv::build(&self.env, |name| std::env::var(name).ok())?,
+            trace_project: std::env::var(PROJECT_VARIABLE)
+                .ok()
+                .filter(|project| !project.is_empty()),
         })
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tokio::time::Instant;
+use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -163,35 +164,38 @@ impl Handler {
         // The guest runs in its own task so it can keep streaming the body after the
         // response head has gone out. The task owns the slot and the store, so a slot is
         // free exactly when its instance is gone.
-        let guest = tokio::spawn(async move {
-            let run = async {
-                let instance = proxy.instantiate_async(&mut store).await?;
-                instance
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
-            // The epoch callback stops a guest that computes past its deadline; this
-            // timeout stops one that waits past it.
-            let outcome = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) if is_interrupt(&error) => Err(Failure::DeadlineExceeded),
-                Err(_elapsed) => Err(Failure::DeadlineExceeded),
-                Ok(Err(error)) => {
-                    tracing::warn!(request_id, "guest failed: {error:?}");
-                    Err(Failure::Guest)
+        let guest = tokio::spawn(
+            async move {
+                let run = async {
+                    let instance = proxy.instantiate_async(&mut store).await?;
+                    instance
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, incoming, outparam)
+                        .await
+                };
+                // The epoch callback stops a guest that computes past its deadline; this
+                // timeout stops one that waits past it.
+                let outcome = match tokio::time::timeout_at(deadline, run).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) if is_interrupt(&error) => Err(Failure::DeadlineExceeded),
+                    Err(_elapsed) => Err(Failure::DeadlineExceeded),
+                    Ok(Err(error)) => {
+                        tracing::warn!(request_id, "guest failed: {error:?}");
+                        Err(Failure::Guest)
+                    }
+                };
+                if let Err(Failure::DeadlineExceeded) = outcome {
+                    tracing::warn!(request_id, "guest interrupted at the request deadline");
                 }
-            };
-            if let Err(Failure::DeadlineExceeded) = outcome {
-                tracing::warn!(request_id, "guest interrupted at the request deadline");
+                // Recorded before the store (and with it the response body's sender) is
+                // dropped, so the body sees it when it ends.
+                guest_failed_in_task.store(outcome.is_err(), Ordering::Release);
+                drop(store);
+                drop(slot);
+                outcome
             }
-            // Recorded before the store (and with it the response body's sender) is
-            // dropped, so the body sees it when it ends.
-            guest_failed_in_task.store(outcome.is_err(), Ordering::Release);
-            drop(store);
-            drop(slot);
-            outcome
-        });
+            .in_current_span(),
+        );
 
         let failure = match response_rx.await {
             Ok(Ok(response)) => {

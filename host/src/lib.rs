@@ -6,8 +6,10 @@
 
 pub mod admission;
 pub mod body;
+pub mod cloud_logging;
 pub mod config;
 pub mod engine;
+pub mod exchange;
 pub mod guest_env;
 pub mod guest_output;
 pub mod handler;
@@ -16,6 +18,7 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod trace_context;
 
 use anyhow::{Context, Result};
 

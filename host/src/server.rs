@@ -13,10 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::admission::Admission;
 use crate::config::ServeConfig;
 use crate::engine;
+use crate::exchange::{ObservedBody, Observer};
 use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
 use crate::shutdown;
@@ -49,6 +51,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         guest_env: config.guest_env.clone(),
     };
     let handler = Arc::new(Handler::new(proxy, settings, admission.clone()));
+    let observer = Observer::new(config.trace_project.clone());
 
     let listener = bind(config.addr).await?;
     let local = listener
@@ -85,14 +88,18 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
                 }
                 let handler = handler.clone();
                 let health_path = health_path.clone();
+                let observer = observer.clone();
                 let service = service_fn(move |request: Request<Incoming>| {
                     let handler = handler.clone();
                     let is_probe = health_path.as_deref() == Some(request.uri().path());
+                    let exchange = (!is_probe).then(|| observer.begin(&request, peer));
                     async move {
-                        let response = if is_probe {
-                            plain_response(StatusCode::OK, "ok")
-                        } else {
-                            handler.handle(request).await
+                        let response = match exchange {
+                            None => ObservedBody::unobserved_response(plain_response(StatusCode::OK, "ok")),
+                            Some(exchange) => {
+                                let response = handler.handle(request).instrument(exchange.span()).await;
+                                exchange.finish(response)
+                            }
                         };
                         Ok::<_, std::convert::Infallible>(response)
                     }

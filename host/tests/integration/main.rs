@@ -3,6 +3,7 @@
 mod chaos;
 mod environment;
 mod hardening;
+mod logs;
 mod precompile;
 mod serve;
 mod startup_errors;

@@ -295,7 +295,7 @@ pub fn run_host_in_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Calls `check` every 20 ms until it returns something or `timeout` has passed.
-fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(found) = check() {
