@@ -32,6 +32,10 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
 /// does). Log entries name their trace as `projects/PROJECT/traces/TRACE` with it.
 pub const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
 
+/// Ports Knative's queue-proxy and its sidecars use inside a Cloud Run or Knative pod;
+/// a server of ours must not take them.
+pub const KNATIVE_RESERVED_PORTS: [u16; 6] = [8008, 8012, 8013, 8022, 9090, 9091];
+
 /// Largest `--max-memory`: a 32-bit linear memory cannot grow past 4 GiB.
 const MAX_MEMORY_CAP: u64 = 4 << 30;
 
@@ -56,7 +60,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a wasi:http/proxy component over HTTP, a fresh instance per request.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Compile a component ahead of time into a `.cwasm` that `serve` loads in
     /// milliseconds. The file is tied to this build of wasi-host: a different version
     /// refuses it.
@@ -159,6 +163,12 @@ pub struct ServeArgs {
         value_delimiter = '\n'
     )]
     pub env: Vec<String>,
+
+    /// Address to serve Prometheus metrics on, at `/metrics` (e.g. `0.0.0.0:9464`); off
+    /// unless set. Knative's reserved ports (8008, 8012, 8013, 8022, 9090, 9091) are
+    /// refused.
+    #[arg(long, value_name = "ADDR", env = "WASI_HOST_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The validated settings `serve` runs with.
@@ -184,6 +194,8 @@ pub struct ServeConfig {
     pub guest_env: GuestEnv,
     /// The Google Cloud project that log entries name traces in, if known.
     pub trace_project: Option<String>,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -208,6 +220,20 @@ impl ServeArgs {
         let addr = self
             .addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
+        if let Some(metrics_addr) = self.metrics_addr {
+            let port = metrics_addr.port();
+            ensure!(
+                !KNATIVE_RESERVED_PORTS.contains(&port),
+                "--metrics-addr port {port} is reserved on Cloud Run and Knative (ports {}); choose another, such as 9464",
+                KNATIVE_RESERVED_PORTS
+                    .map(|port| port.to_string())
+                    .join(", ")
+            );
+            ensure!(
+                port == 0 || port != addr.port(),
+                "--metrics-addr port {port} is the port requests are served on; choose another"
+            );
+        }
         Ok(ServeConfig {
             component: self.component,
             addr,
@@ -235,6 +261,7 @@ impl ServeArgs {
             trace_project: std::env::var(PROJECT_VARIABLE)
                 .ok()
                 .filter(|project| !project.is_empty()),
+            metrics_addr: self.metrics_addr,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! One request as an operator sees it, from its arrival to the last byte of its response:
 //! a `request` span that ties every log entry of the request (the guest's output
-//! included) to the caller's trace, and one access-log entry when the response is over.
+//! included) to the caller's trace, and, when the response is over, one access-log entry
+//! and the request's metrics (count, duration and in-flight gauge).
 //!
 //! Access-log entries have the target [`ACCESS_LOG_TARGET`] (`RUST_LOG` can turn them
 //! off) and carry Cloud Logging's `httpRequest` fields; their level follows the status:
@@ -19,6 +20,7 @@ use tracing::{Level, Span};
 use wasmtime_wasi_http::Error;
 
 use crate::body::ResponseBody;
+use crate::metrics::Metrics;
 use crate::trace_context::TraceContext;
 
 /// The log target of access-log entries.
@@ -28,14 +30,16 @@ pub const ACCESS_LOG_TARGET: &str = "wasi_host::access";
 #[derive(Debug, Clone)]
 pub struct Observer {
     trace_project: Option<Arc<str>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Observer {
-    /// An observer naming traces in `trace_project` (`projects/P/traces/T`); without a
-    /// project, the trace field holds the bare trace id.
-    pub fn new(trace_project: Option<String>) -> Self {
+    /// An observer naming traces in `trace_project` (`projects/P/traces/T`; without a
+    /// project, the trace field holds the bare trace id) and counting in `metrics`.
+    pub fn new(trace_project: Option<String>, metrics: Arc<Metrics>) -> Self {
         Self {
             trace_project: trace_project.map(Arc::from),
+            metrics,
         }
     }
 
@@ -56,6 +60,7 @@ impl Observer {
             span,
             started: Instant::now(),
             request: RequestSummary::of(request, peer),
+            in_flight: InFlight::new(self.metrics.clone()),
         }
     }
 
@@ -73,6 +78,25 @@ pub struct Exchange {
     span: Span,
     started: Instant,
     request: RequestSummary,
+    in_flight: InFlight,
+}
+
+/// Counts a request in flight from its arrival until it is dropped, however it ends
+/// (a client that goes away before the response drops it unanswered).
+#[derive(Debug)]
+struct InFlight(Arc<Metrics>);
+
+impl InFlight {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.request_arrived();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_left();
+    }
 }
 
 impl Exchange {
@@ -92,8 +116,11 @@ impl Exchange {
         })
     }
 
-    fn log(self, status: StatusCode, response_size: u64) {
-        let latency = format!("{:.6}s", self.started.elapsed().as_secs_f64());
+    /// Counts the answered request and writes its access-log entry.
+    fn end(self, status: StatusCode, response_size: u64) {
+        let elapsed = self.started.elapsed();
+        self.in_flight.0.request_answered(status, elapsed);
+        let latency = format!("{:.6}s", elapsed.as_secs_f64());
         let request = &self.request;
         macro_rules! access_entry {
             ($level:expr) => {
@@ -206,7 +233,7 @@ impl ObservedBody {
 
     fn end(&mut self) {
         if let Some((exchange, status)) = self.exchange.take() {
-            exchange.log(status, self.sent);
+            exchange.end(status, self.sent);
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
 use crate::guest_env::GuestEnv;
 use crate::limits::InstanceLimits;
+use crate::metrics::{GuestFailure, Metrics};
 use crate::state::RequestState;
 
 /// Seconds a client told `503` should wait before retrying.
@@ -34,6 +35,8 @@ pub struct HandlerSettings {
     pub instance: InstanceLimits,
     /// What every guest finds in its environment.
     pub guest_env: GuestEnv,
+    /// Where instantiation times, rejections and guest failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves requests with one pre-instantiated component.
@@ -88,7 +91,10 @@ impl Handler {
         let result = match self.check(&request) {
             Ok(()) => match self.admission.admit().await {
                 Ok(slot) => self.call_guest(request_id, request, slot).await,
-                Err(rejection) => Err(Failure::Overloaded(rejection)),
+                Err(rejection) => {
+                    self.settings.metrics.admission_rejected(rejection);
+                    Err(Failure::Overloaded(rejection))
+                }
             },
             Err(failure) => Err(failure),
         };
@@ -159,54 +165,65 @@ impl Handler {
         };
 
         let proxy = self.proxy.clone();
+        let metrics = self.settings.metrics.clone();
         let guest_failed = Arc::new(AtomicBool::new(false));
         let guest_failed_in_task = guest_failed.clone();
         // The guest runs in its own task so it can keep streaming the body after the
         // response head has gone out. The task owns the slot and the store, so a slot is
         // free exactly when its instance is gone.
-        let guest = tokio::spawn(
-            async move {
-                let run = async {
-                    let instance = proxy.instantiate_async(&mut store).await?;
-                    instance
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, incoming, outparam)
-                        .await
-                };
-                // The epoch callback stops a guest that computes past its deadline; this
-                // timeout stops one that waits past it.
-                let outcome = match tokio::time::timeout_at(deadline, run).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) if is_interrupt(&error) => Err(Failure::DeadlineExceeded),
-                    Err(_elapsed) => Err(Failure::DeadlineExceeded),
-                    Ok(Err(error)) => {
-                        tracing::warn!(request_id, "guest failed: {error:?}");
-                        Err(Failure::Guest)
-                    }
-                };
-                if let Err(Failure::DeadlineExceeded) = outcome {
-                    tracing::warn!(request_id, "guest interrupted at the request deadline");
+        let task = async move {
+            let run = async {
+                let instantiating = Instant::now();
+                let instance = proxy.instantiate_async(&mut store).await?;
+                metrics.instantiated(instantiating.elapsed());
+                instance
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            // The epoch callback stops a guest that computes past its deadline; this
+            // timeout stops one that waits past it.
+            let outcome = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) if is_interrupt(&error) => Err(Failure::DeadlineExceeded),
+                Err(_elapsed) => Err(Failure::DeadlineExceeded),
+                Ok(Err(error)) => {
+                    tracing::warn!(request_id, "guest failed: {error:?}");
+                    Err(Failure::Guest)
                 }
-                // Recorded before the store (and with it the response body's sender) is
-                // dropped, so the body sees it when it ends.
-                guest_failed_in_task.store(outcome.is_err(), Ordering::Release);
-                drop(store);
-                drop(slot);
-                outcome
+            };
+            match outcome {
+                Err(Failure::DeadlineExceeded) => {
+                    tracing::warn!(request_id, "guest interrupted at the request deadline");
+                    metrics.guest_failed(GuestFailure::Timeout);
+                }
+                Err(_) => metrics.guest_failed(GuestFailure::Trap),
+                Ok(()) => {}
             }
-            .in_current_span(),
-        );
+            // Recorded before the store (and with it the response body's sender) is
+            // dropped, so the body sees it when it ends.
+            guest_failed_in_task.store(outcome.is_err(), Ordering::Release);
+            drop(store);
+            drop(slot);
+            outcome
+        };
+        // In the request's span, so the guest's output and failures join its trace.
+        let guest = tokio::spawn(task.in_current_span());
 
         let failure = match response_rx.await {
             Ok(Ok(response)) => {
                 return Ok(response.map(|body| ResponseBody::from_guest(body, guest_failed)));
             }
-            Ok(Err(code)) => Failure::GuestErrorCode(code),
+            Ok(Err(code)) => {
+                self.settings.metrics.guest_failed(GuestFailure::ErrorCode);
+                Failure::GuestErrorCode(code)
+            }
             // The guest dropped the response outparam: it trapped, timed out, or returned
             // without answering. Its task says which.
             Err(_) => match guest.await {
                 Ok(Ok(())) => {
                     tracing::warn!(request_id, "guest returned without setting a response");
+                    self.settings.metrics.guest_failed(GuestFailure::NoResponse);
                     Failure::Guest
                 }
                 Ok(Err(failure)) => failure,

@@ -14,6 +14,8 @@ pub mod guest_env;
 pub mod guest_output;
 pub mod handler;
 pub mod limits;
+pub mod metrics;
+pub mod metrics_server;
 pub mod server;
 pub mod shutdown;
 pub mod state;

@@ -1,5 +1,5 @@
-//! The only HTTP server code: bind, accept, serve HTTP/1.1 and h2c on one port, and drain
-//! on shutdown.
+//! The application's HTTP server: bind, accept, serve HTTP/1.1 and h2c on one port, and
+//! drain on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,11 +21,13 @@ use crate::engine;
 use crate::exchange::{ObservedBody, Observer};
 use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
+use crate::metrics::Metrics;
+use crate::metrics_server::MetricsServer;
 use crate::shutdown;
 
 /// How long to wait before accepting again after `accept` fails (for example when the
 /// process is out of file descriptors), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// HTTP/2 streams one connection may have open; admission caps the work behind them.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
@@ -44,14 +46,22 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let proxy = engine::load_proxy(&engine, &linker, &config.component)?;
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     let admission = Arc::new(Admission::new(config.admission.clone()));
+    let metrics = Arc::new(Metrics::new());
+    // The component loaded at startup is the first generation.
+    metrics.set_component_generation(1);
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
         guest_env: config.guest_env.clone(),
+        metrics: metrics.clone(),
     };
     let handler = Arc::new(Handler::new(proxy, settings, admission.clone()));
-    let observer = Observer::new(config.trace_project.clone());
+    let observer = Observer::new(config.trace_project.clone(), metrics.clone());
+    let metrics_server = match config.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(addr, metrics).await?),
+        None => None,
+    };
 
     let listener = bind(config.addr).await?;
     let local = listener
@@ -131,6 +141,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
                 "shutdown timeout reached; cancelling the requests still in flight"
             );
         }
+    }
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.shutdown().await;
     }
     Ok(())
 }

@@ -46,6 +46,16 @@ fn access_entry(server: &TestServer, url: &str) -> Value {
     entry(server, |entry| entry["httpRequest"]["requestUrl"] == url)
 }
 
+/// GETs `url` in trace [`TRACE`], span `00f067aa0ba902b7`, sampled.
+async fn get_in_trace(url: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+}
+
 /// Checks the fields every entry has and returns the entry without them.
 fn without_common_fields(mut entry: Value) -> Value {
     let time = entry["time"].as_str().expect("time is a string").to_owned();
@@ -156,12 +166,7 @@ async fn cloud_trace_context_span_id_is_logged_in_hex() {
 #[tokio::test]
 async fn guest_output_and_host_warnings_carry_the_request_trace() {
     let server = json_server();
-    let print = client()
-        .get(server.url("/print"))
-        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
-        .send()
-        .await
-        .expect("GET /print");
+    let print = get_in_trace(&server.url("/print")).await;
     assert_eq!(print.status(), StatusCode::OK);
     let trace = format!("projects/{PROJECT}/traces/{TRACE}");
     for (message, severity, stream) in [
@@ -239,12 +244,7 @@ async fn malformed_trace_headers_are_ignored_and_never_echoed() {
 /// A well-formed header after malformed ones is still read.
 async fn assert_still_logging_traces(server: &TestServer) {
     let url = server.url("/echo?after");
-    client()
-        .get(&url)
-        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
-        .send()
-        .await
-        .expect("GET /echo");
+    get_in_trace(&url).await;
     assert_eq!(
         access_entry(server, &url)["logging.googleapis.com/trace"],
         format!("projects/{PROJECT}/traces/{TRACE}")
@@ -255,12 +255,7 @@ async fn assert_still_logging_traces(server: &TestServer) {
 async fn without_a_project_the_trace_field_is_the_bare_trace_id() {
     let server = TestServer::start_with(&guests().testbed, &["--log-format", "json"]);
     let url = server.url("/echo");
-    client()
-        .get(&url)
-        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
-        .send()
-        .await
-        .expect("GET /echo");
+    get_in_trace(&url).await;
     assert_eq!(
         access_entry(&server, &url)["logging.googleapis.com/trace"],
         TRACE

@@ -4,6 +4,7 @@ mod chaos;
 mod environment;
 mod hardening;
 mod logs;
+mod metrics;
 mod precompile;
 mod serve;
 mod startup_errors;
