@@ -11,8 +11,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{ADMIN_TOKEN_ENV, MIN_TOKEN_LENGTH};
 use crate::admission::AdmissionLimits;
+use crate::guest_env::GuestEnv;
 use crate::limits::{ClientLimits, InstanceLimits, OutboundLimits};
 use crate::outbound::{OutboundConfig, OutboundPattern, ResolveOverride};
+use crate::telemetry::LogFormat;
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -27,6 +29,14 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "300s";
 
 /// Default drain time on SIGTERM: under Cloud Run's 10 s between SIGTERM and SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
+
+/// Where the Google Cloud project id is found (Cloud Run does not set it; the deployment
+/// does). Log entries name their trace as `projects/PROJECT/traces/TRACE` with it.
+pub const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
+
+/// Ports Knative's queue-proxy and its sidecars use inside a Cloud Run or Knative pod;
+/// a server of ours must not take them.
+pub const KNATIVE_RESERVED_PORTS: [u16; 6] = [8008, 8012, 8013, 8022, 9090, 9091];
 
 /// Largest `--max-memory`: a 32-bit linear memory cannot grow past 4 GiB.
 const MAX_MEMORY_CAP: u64 = 4 << 30;
@@ -53,6 +63,11 @@ pub struct Cli {
     /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
+
+    /// How logs are written to stderr: `text` for people, `json` for one Cloud Logging
+    /// entry per line, `auto` for JSON on Cloud Run (where `K_SERVICE` is set).
+    #[arg(long, global = true, env = "WASI_HOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
 }
 
 /// What `wasi-host` can do.
@@ -195,6 +210,7 @@ pub struct ServeArgs {
     /// Largest outbound response body a guest may read; past it the body fails.
     #[arg(long, env = "WASI_HOST_OUTBOUND_MAX_RESPONSE_BODY", default_value = DEFAULT_OUTBOUND_MAX_RESPONSE_BODY)]
     pub outbound_max_response_body: ByteSize,
+
     /// Reload COMPONENT when its file changes (written in place, renamed over, or
     /// swapped by a volume update). A file that fails to load is rejected and the
     /// running version keeps serving. SIGHUP reloads it too, with or without this flag.
@@ -211,6 +227,23 @@ pub struct ServeArgs {
     /// Largest component the admin endpoint accepts; a larger upload gets `413`.
     #[arg(long, env = "WASI_HOST_ADMIN_MAX_UPLOAD", default_value = "64MiB")]
     pub admin_max_upload: ByteSize,
+
+    /// A variable for the guest's environment, `KEY=VALUE`; repeat the flag for more.
+    /// In `WASI_HOST_ENV`, one `KEY=VALUE` per line. Besides these the guest sees only
+    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them.
+    #[arg(
+        long = "env",
+        value_name = "KEY=VALUE",
+        env = "WASI_HOST_ENV",
+        value_delimiter = '\n'
+    )]
+    pub env: Vec<String>,
+
+    /// Address to serve Prometheus metrics on, at `/metrics` (e.g. `0.0.0.0:9464`); off
+    /// unless set. Knative's reserved ports (8008, 8012, 8013, 8022, 9090, 9091) are
+    /// refused.
+    #[arg(long, value_name = "ADDR", env = "WASI_HOST_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The validated settings `serve` runs with.
@@ -232,6 +265,12 @@ pub struct ServeConfig {
     pub client: ClientLimits,
     /// The probe path, if any.
     pub health_path: Option<String>,
+    /// What every guest finds in its environment.
+    pub guest_env: GuestEnv,
+    /// The Google Cloud project that log entries name traces in, if known.
+    pub trace_project: Option<String>,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     /// What guests may reach.
     pub outbound: OutboundConfig,
     /// Whether to reload the component when its file changes.
@@ -301,6 +340,20 @@ impl ServeArgs {
         let addr = self
             .addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
+        if let Some(metrics_addr) = self.metrics_addr {
+            let port = metrics_addr.port();
+            ensure!(
+                !KNATIVE_RESERVED_PORTS.contains(&port),
+                "--metrics-addr port {port} is reserved on Cloud Run and Knative (ports {}); choose another, such as 9464",
+                KNATIVE_RESERVED_PORTS
+                    .map(|port| port.to_string())
+                    .join(", ")
+            );
+            ensure!(
+                port == 0 || port != addr.port(),
+                "--metrics-addr port {port} is the port requests are served on; choose another"
+            );
+        }
         Ok(ServeConfig {
             component: self.component,
             addr,
@@ -324,6 +377,11 @@ impl ServeArgs {
                 header_read_timeout: self.header_read_timeout,
             },
             health_path: Some(self.health_path).filter(|path| !path.is_empty()),
+            guest_env: GuestEnv::build(&self.env, |name| std::env::var(name).ok())?,
+            trace_project: std::env::var(PROJECT_VARIABLE)
+                .ok()
+                .filter(|project| !project.is_empty()),
+            metrics_addr: self.metrics_addr,
             outbound: OutboundConfig {
                 allow: self.allow_outbound,
                 resolve: self.outbound_resolve,

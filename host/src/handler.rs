@@ -9,13 +9,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tokio::time::Instant;
+use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
+use crate::guest_env::GuestEnv;
 use crate::limits::InstanceLimits;
+use crate::metrics::{GuestFailure, Metrics};
 use crate::outbound::Outbound;
 use crate::reload::ActiveComponent;
 use crate::state::RequestState;
@@ -33,6 +36,10 @@ pub struct HandlerSettings {
     pub instance: InstanceLimits,
     /// What guests may reach.
     pub outbound: Arc<Outbound>,
+    /// What every guest finds in its environment.
+    pub guest_env: GuestEnv,
+    /// Where instantiation times, rejections and guest failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves requests with the active version of the component.
@@ -88,7 +95,10 @@ impl Handler {
         let result = match self.check(&request) {
             Ok(()) => match self.admission.admit().await {
                 Ok(slot) => self.call_guest(request_id, request, slot).await,
-                Err(rejection) => Err(Failure::Overloaded(rejection)),
+                Err(rejection) => {
+                    self.settings.metrics.admission_rejected(rejection);
+                    Err(Failure::Overloaded(rejection))
+                }
             },
             Err(failure) => Err(failure),
         };
@@ -128,6 +138,7 @@ impl Handler {
             RequestState::new(
                 request_id,
                 &self.settings.instance,
+                &self.settings.guest_env,
                 self.settings.outbound.hooks(request_id, deadline),
             ),
         );
@@ -160,14 +171,17 @@ impl Handler {
             }
         };
 
+        let metrics = self.settings.metrics.clone();
         let guest_failed = Arc::new(AtomicBool::new(false));
         let guest_failed_in_task = guest_failed.clone();
         // The guest runs in its own task so it can keep streaming the body after the
         // response head has gone out. The task owns the slot and the store, so a slot is
         // free exactly when its instance is gone.
-        let guest = tokio::spawn(async move {
+        let task = async move {
             let run = async {
+                let instantiating = Instant::now();
                 let instance = component.proxy.instantiate_async(&mut store).await?;
+                metrics.instantiated(instantiating.elapsed());
                 instance
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
@@ -184,8 +198,13 @@ impl Handler {
                     Err(Failure::Guest)
                 }
             };
-            if let Err(Failure::DeadlineExceeded) = outcome {
-                tracing::warn!(request_id, "guest interrupted at the request deadline");
+            match outcome {
+                Err(Failure::DeadlineExceeded) => {
+                    tracing::warn!(request_id, "guest interrupted at the request deadline");
+                    metrics.guest_failed(GuestFailure::Timeout);
+                }
+                Err(_) => metrics.guest_failed(GuestFailure::Trap),
+                Ok(()) => {}
             }
             // Recorded before the store (and with it the response body's sender) is
             // dropped, so the body sees it when it ends.
@@ -193,18 +212,24 @@ impl Handler {
             drop(store);
             drop(slot);
             outcome
-        });
+        };
+        // In the request's span, so the guest's output and failures join its trace.
+        let guest = tokio::spawn(task.in_current_span());
 
         let failure = match response_rx.await {
             Ok(Ok(response)) => {
                 return Ok(response.map(|body| ResponseBody::from_guest(body, guest_failed)));
             }
-            Ok(Err(code)) => Failure::GuestErrorCode(code),
+            Ok(Err(code)) => {
+                self.settings.metrics.guest_failed(GuestFailure::ErrorCode);
+                Failure::GuestErrorCode(code)
+            }
             // The guest dropped the response outparam: it trapped, timed out, or returned
             // without answering. Its task says which.
             Err(_) => match guest.await {
                 Ok(Ok(())) => {
                     tracing::warn!(request_id, "guest returned without setting a response");
+                    self.settings.metrics.guest_failed(GuestFailure::NoResponse);
                     Failure::Guest
                 }
                 Ok(Err(failure)) => failure,

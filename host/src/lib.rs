@@ -7,17 +7,23 @@
 pub mod admin;
 pub mod admission;
 pub mod body;
+pub mod cloud_logging;
 pub mod config;
 pub mod engine;
+pub mod exchange;
+pub mod guest_env;
 pub mod guest_output;
 pub mod handler;
 pub mod limits;
+pub mod metrics;
+pub mod metrics_server;
 pub mod outbound;
 pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod trace_context;
 pub mod watch;
 
 use anyhow::{Context, Result};

@@ -12,12 +12,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    wasi_host::telemetry::init();
+    let log_format = wasi_host::telemetry::init(cli.log_format);
     match wasi_host::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` prints the whole context chain on one line: the file, then the cause.
-            eprintln!("error: {error:#}");
+            wasi_host::telemetry::report_fatal(log_format, &error);
             ExitCode::FAILURE
         }
     }

@@ -17,6 +17,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{self, ComponentBytes, LoadedProxy};
+use crate::metrics::Metrics;
 use crate::state::RequestState;
 
 /// One published version of the component.
@@ -61,11 +62,18 @@ pub struct ActiveComponent {
     /// The file loaded at startup and reloaded on SIGHUP and `--watch`.
     path: PathBuf,
     swap_lock: tokio::sync::Mutex<()>,
+    /// Where the active generation is shown.
+    metrics: Arc<Metrics>,
 }
 
 impl ActiveComponent {
     /// Loads generation 1 from `path`. This blocks: it runs before the port is bound.
-    pub fn load(engine: Engine, linker: Linker<RequestState>, path: PathBuf) -> Result<Self> {
+    pub fn load(
+        engine: Engine,
+        linker: Linker<RequestState>,
+        path: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let bytes = ComponentBytes::read(&path)?;
         let loaded = engine::load_proxy(&engine, &linker, bytes)?;
         let version = new_version(loaded, 1);
@@ -74,12 +82,14 @@ impl ActiveComponent {
             version.origin,
             version.sha256
         );
+        metrics.set_component_generation(version.generation);
         Ok(Self {
             current: ArcSwap::from_pointee(version),
             engine,
             linker,
             path,
             swap_lock: tokio::sync::Mutex::new(()),
+            metrics,
         })
     }
 
@@ -147,6 +157,7 @@ impl ActiveComponent {
         };
         let version = Arc::new(new_version(loaded, old.generation + 1));
         self.current.store(version.clone());
+        self.metrics.set_component_generation(version.generation);
         tracing::info!(
             ?trigger,
             previous_generation = old.generation,

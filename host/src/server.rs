@@ -1,5 +1,5 @@
-//! The only HTTP server code: bind, accept, serve HTTP/1.1 and h2c on one port, and drain
-//! on shutdown.
+//! The application's HTTP server: bind, accept, serve HTTP/1.1 and h2c on one port, and
+//! drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,22 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::admin::{self, Admin};
 use crate::admission::Admission;
-use crate::body::ResponseBody;
-use crate::config::{AdminConfig, ServeConfig};
+use crate::config::ServeConfig;
 use crate::engine;
+use crate::exchange::{ObservedBody, Observer};
 use crate::handler::{Handler, HandlerSettings, plain_response};
 use crate::limits::{self, ClientLimits};
+use crate::metrics::Metrics;
+use crate::metrics_server::{self, METRICS_PATH};
 use crate::outbound::Outbound;
 use crate::reload::{self, ActiveComponent};
 use crate::{shutdown, watch};
@@ -44,11 +48,13 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let engine = engine::build_engine(&config.instance)?;
     let linker = engine::build_linker(&engine)?;
+    let metrics = Arc::new(Metrics::new());
     // Every load error surfaces here, before the port is bound.
     let active = Arc::new(ActiveComponent::load(
         engine.clone(),
         linker,
         config.component.clone(),
+        metrics.clone(),
     )?);
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     reload::reload_on_hangup(active.clone())?;
@@ -61,14 +67,37 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
         outbound: Arc::new(Outbound::new(&config.outbound)),
+        guest_env: config.guest_env.clone(),
+        metrics: metrics.clone(),
     };
     let handler = Arc::new(Handler::new(active.clone(), settings, admission.clone()));
+    let observer = Observer::new(config.trace_project.clone(), metrics.clone());
     let builder = connection_builder(&config.client);
 
-    let admin_endpoint = match &config.admin {
-        Some(admin) => Some(start_admin(admin, active, &builder).await?),
-        None => None,
-    };
+    let mut side_servers = Vec::new();
+    if let Some(admin) = &config.admin {
+        let endpoint = Arc::new(Admin::new(active, &admin.token, admin.max_upload));
+        let service = move |request, peer| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.handle(request, peer).await }
+        };
+        let server = start_side_server(
+            "admin endpoint",
+            admin::COMPONENT_PATH,
+            admin.addr,
+            &builder,
+            service,
+        );
+        side_servers.push(server.await?);
+    }
+    if let Some(addr) = config.metrics_addr {
+        let service = move |request: Request<Incoming>, _peer| {
+            let response = metrics_server::respond(&metrics, &request);
+            async move { response }
+        };
+        side_servers
+            .push(start_side_server("metrics", METRICS_PATH, addr, &builder, service).await?);
+    }
     let listener = bind(config.addr).await?;
     let local = listener
         .local_addr()
@@ -81,14 +110,17 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let health_path: Option<Arc<str>> = config.health_path.as_deref().map(Arc::from);
     let graceful = GracefulShutdown::new();
     let stop = shutdown::requested();
-    let service = move |request: Request<Incoming>, _peer| {
+    let service = move |request: Request<Incoming>, peer| {
         let handler = handler.clone();
         let is_probe = health_path.as_deref() == Some(request.uri().path());
+        let exchange = (!is_probe).then(|| observer.begin(&request, peer));
         async move {
-            if is_probe {
-                plain_response(StatusCode::OK, "ok")
-            } else {
-                handler.handle(request).await
+            match exchange {
+                None => ObservedBody::unobserved_response(plain_response(StatusCode::OK, "ok")),
+                Some(exchange) => {
+                    let response = handler.handle(request).instrument(exchange.span()).await;
+                    exchange.finish(response)
+                }
             }
         }
     };
@@ -98,9 +130,6 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
 
     drop(listener);
-    if let Some(admin_endpoint) = admin_endpoint {
-        admin_endpoint.abort();
-    }
     tracing::info!(
         in_flight = admission.in_flight(),
         "stopped accepting; draining for up to {:?}",
@@ -115,31 +144,37 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             );
         }
     }
+    // Metrics stay up through the drain; side servers do not wait for their requests.
+    for server in side_servers {
+        server.abort();
+    }
     Ok(())
 }
 
-/// Binds the admin endpoint and serves it in a task of its own; aborting the task
-/// closes it.
-async fn start_admin(
-    config: &AdminConfig,
-    active: Arc<ActiveComponent>,
+/// Binds `addr` for the side server `name` (admin, metrics) and serves `service` there
+/// in a task of its own; aborting the task closes it.
+async fn start_side_server<S, F, B>(
+    name: &'static str,
+    path: &str,
+    addr: SocketAddr,
     builder: &auto::Builder<TokioExecutor>,
-) -> Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("cannot listen on {} (--admin-addr)", config.addr))?;
+    service: S,
+) -> Result<JoinHandle<()>>
+where
+    S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for the {name} on {addr}: is another server using that port?")
+    })?;
     let local = listener
         .local_addr()
-        .context("cannot read the bound admin address")?;
-    tracing::info!("admin endpoint on http://{local}{}", admin::COMPONENT_PATH);
-    let admin = Arc::new(Admin::new(active, &config.token, config.max_upload));
+        .with_context(|| format!("cannot read the {name}'s bound address"))?;
+    tracing::info!("{name} on http://{local}{path}");
     let builder = builder.clone();
     Ok(tokio::spawn(async move {
-        let service = move |request, peer| {
-            let admin = admin.clone();
-            async move { admin.handle(request, peer).await }
-        };
-        // Closing the admin endpoint does not wait for its requests.
         let graceful = GracefulShutdown::new();
         match accept_connections(&listener, &builder, &graceful, service).await {}
     }))
@@ -147,7 +182,7 @@ async fn start_admin(
 
 /// Accepts connections on `listener` and serves each with `service`, forever; each
 /// connection is watched by `graceful`.
-async fn accept_connections<S, F>(
+async fn accept_connections<S, F, B>(
     listener: &TcpListener,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
@@ -155,7 +190,9 @@ async fn accept_connections<S, F>(
 ) -> Infallible
 where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         let (stream, peer) = match listener.accept().await {

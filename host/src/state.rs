@@ -7,6 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::guest_env::GuestEnv;
 use crate::guest_output::{GuestOutput, Stream};
 use crate::limits::InstanceLimits;
 use crate::outbound::OutboundHooks;
@@ -21,11 +22,17 @@ pub struct RequestState {
 }
 
 impl RequestState {
-    /// A fresh state for request `request_id`: no arguments, no environment, no files, no
-    /// sockets; stdout and stderr go to the host's log, tagged with the request; outgoing
-    /// HTTP requests go through `outbound`, the host's egress policy.
-    pub fn new(request_id: u64, limits: &InstanceLimits, outbound: OutboundHooks) -> Self {
+    /// A fresh state for request `request_id`: `env` as its environment, no arguments, no
+    /// files, no sockets; stdout and stderr go to the host's log, tagged with the request;
+    /// outgoing HTTP requests go through `outbound`, the host's egress policy.
+    pub fn new(
+        request_id: u64,
+        limits: &InstanceLimits,
+        env: &GuestEnv,
+        outbound: OutboundHooks,
+    ) -> Self {
         let wasi = WasiCtx::builder()
+            .envs(env.vars())
             .stdout(GuestOutput::new(Stream::Stdout, request_id))
             .stderr(GuestOutput::new(Stream::Stderr, request_id))
             .build();

@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use clap::ValueEnum;
 use serde_yaml::Value;
 use wasi_host::config::{DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT};
+use wasi_host::telemetry::LogFormat;
 
 use crate::manifest::{
-    duration_setting, http_probes, image_lines, int, load, only_container, read, setting, str,
+    duration_setting, env, http_probes, image_lines, int, load, only_container, read, setting, str,
 };
 
 const DEPLOYMENT: &str = "deploy/gke/deployment.yaml";
@@ -154,4 +156,12 @@ fn gke_runs_the_image_locked_down_as_its_own_user() {
         dropped.iter().any(|cap| cap.as_str() == Some("ALL")),
         "drop ALL capabilities"
     );
+}
+
+#[test]
+fn gke_logs_are_cloud_logging_json() {
+    let deployment = deployment();
+    let container = only_container(&deployment["spec"]["template"]["spec"]);
+    let format = env(container, "WASI_HOST_LOG_FORMAT").expect("WASI_HOST_LOG_FORMAT is set");
+    assert_eq!(LogFormat::from_str(format, false), Ok(LogFormat::Json));
 }

@@ -1,8 +1,11 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
 mod chaos;
+mod environment;
 mod examples;
 mod hardening;
+mod logs;
+mod metrics;
 mod outbound;
 mod portability;
 mod precompile;

@@ -102,11 +102,24 @@ pub fn run_build(command: &mut Command, what: &str) {
     assert!(status.success(), "building {what} failed: {status}");
 }
 
-/// The `wasi-host` binary under test.
+/// Host variables that change what `wasi-host` does; tests set them explicitly.
+const PLATFORM_VARIABLES: [&str; 6] = [
+    "K_SERVICE",
+    "K_REVISION",
+    "K_CONFIGURATION",
+    "GOOGLE_CLOUD_PROJECT",
+    "WASI_HOST_LOG_FORMAT",
+    "WASI_HOST_ENV",
+];
+
+/// The `wasi-host` binary under test, in an environment without platform variables.
 pub fn host_binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasi-host"));
     // A backtrace per guest trap only slows the tests down.
     command.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
+    for name in PLATFORM_VARIABLES {
+        command.env_remove(name);
+    }
     command
 }
 
@@ -298,6 +311,7 @@ pub fn run_host(args: &[&str]) -> Output {
 /// (it must exit within a minute).
 pub fn run_host_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = host_binary()
+        .envs(env.iter().copied())
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

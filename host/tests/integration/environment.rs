@@ -1,0 +1,101 @@
+//! The guest's environment: Cloud Run's service names and `--env` values arrive, nothing
+//! else from the host's environment does, and bad entries stop the host before it binds.
+
+use reqwest::StatusCode;
+
+use crate::util::{TestServer, client, guests, run_host_with_env};
+
+/// What the testbed's `/env` reports, one `KEY=VALUE` per line.
+async fn guest_env(server: &TestServer) -> Vec<String> {
+    let response = client()
+        .get(server.url("/env"))
+        .send()
+        .await
+        .expect("GET /env");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.expect("body");
+    body.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn platform_names_and_env_flags_reach_the_guest_and_host_secrets_do_not() {
+    let server = TestServer::start_with_env(
+        &guests().testbed,
+        &["--env", "GREETING=hello, world", "--env", "QUERY=a=b"],
+        &[
+            ("K_SERVICE", "shop"),
+            ("K_REVISION", "shop-00042-xyz"),
+            ("K_CONFIGURATION", "shop"),
+            ("SECRET_TOKEN", "do-not-leak"),
+        ],
+    );
+    assert_eq!(
+        guest_env(&server).await,
+        [
+            "K_SERVICE=shop",
+            "K_REVISION=shop-00042-xyz",
+            "K_CONFIGURATION=shop",
+            "GREETING=hello, world",
+            "QUERY=a=b",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn wasi_host_env_takes_one_entry_per_line() {
+    let server = TestServer::start_with_env(
+        &guests().testbed,
+        &[],
+        &[
+            ("WASI_HOST_ENV", "MODE=production\nLIST=a,b,c\n"),
+            ("SECRET_TOKEN", "do-not-leak"),
+        ],
+    );
+    assert_eq!(guest_env(&server).await, ["MODE=production", "LIST=a,b,c"]);
+}
+
+#[tokio::test]
+async fn without_platform_variables_or_flags_the_guest_environment_is_empty() {
+    let server =
+        TestServer::start_with_env(&guests().testbed, &[], &[("SECRET_TOKEN", "do-not-leak")]);
+    assert!(guest_env(&server).await.is_empty());
+}
+
+/// Runs `serve` on the testbed with `flags` and host `env`, checks that it failed
+/// without listening, and returns its stderr.
+fn refused(flags: &[&str], env: &[(&str, &str)]) -> String {
+    let mut args = vec!["serve", guests().testbed.to_str().expect("utf-8 path")];
+    args.extend_from_slice(&["--addr", "127.0.0.1:0"]);
+    args.extend_from_slice(flags);
+    let output = run_host_with_env(&args, env);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{flags:?} {env:?} was accepted");
+    assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
+    stderr
+}
+
+#[test]
+fn bad_entries_stop_the_host_before_it_binds() {
+    let stderr = refused(&["--env", "NOVALUE"], &[]);
+    assert!(
+        stderr.contains("error: invalid --env `NOVALUE`: expected KEY=VALUE"),
+        "{stderr}"
+    );
+    let stderr = refused(&["--env", "1ST=x"], &[]);
+    assert!(
+        stderr.contains(
+            "error: invalid --env `1ST=x`: a key is a letter or `_` followed by letters, digits or `_`"
+        ),
+        "{stderr}"
+    );
+    let stderr = refused(&["--env", "A=1", "--env", "A=2"], &[]);
+    assert!(
+        stderr.contains("error: --env sets `A` more than once"),
+        "{stderr}"
+    );
+    let stderr = refused(&[], &[("WASI_HOST_ENV", "GOOD=1\nBAD-KEY=2")]);
+    assert!(
+        stderr.contains("error: invalid --env `BAD-KEY=2`"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,246 @@
+//! Prometheus metrics on their own address: counts by status class, guest failures,
+//! admission rejections, in-flight requests and the component generation, scraped over
+//! real HTTP; reserved and clashing ports refused before anything binds.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::util::{TestServer, client, guests, run_host};
+
+/// The metrics URL the server logged.
+fn metrics_url(server: &TestServer) -> String {
+    server.assert_logged("serving metrics at http://");
+    let log = server.log();
+    let url = log
+        .split("serving metrics at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("metrics address in the log");
+    url.to_owned()
+}
+
+async fn scrape(url: &str) -> String {
+    let response = client().get(url).send().await.expect("GET /metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = response.text().await.expect("body");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text
+}
+
+/// The value of the sample written exactly as `series` (name and labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes until `series` has `value` (a response's metrics are recorded when its body
+/// has been sent, which can trail the client's read by a moment).
+async fn assert_sample(url: &str, series: &str, value: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(url).await;
+        let found = sample(&text, series);
+        if found == Some(value) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} is {found:?}, expected {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get(server: &TestServer, path: &str) -> StatusCode {
+    client()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"))
+        .status()
+}
+
+#[tokio::test]
+async fn requests_failures_and_generation_are_counted() {
+    let mut server = TestServer::start_with(&guests().testbed, &["--metrics-addr", "127.0.0.1:0"]);
+    let url = metrics_url(&server);
+    for _ in 0..3 {
+        assert_eq!(get(&server, "/echo").await, StatusCode::OK);
+    }
+    assert_eq!(get(&server, "/nope").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&server, "/trap").await,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        get(&server, "/no-response").await,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // Probes are the platform's, not traffic: not counted.
+    assert_eq!(
+        get(&server, "/.well-known/wasi-host/health").await,
+        StatusCode::OK
+    );
+
+    assert_sample(&url, "wasi_host_requests_total{status_class=\"2xx\"}", 3.0).await;
+    let text = scrape(&url).await;
+    for (series, value) in [
+        ("wasi_host_requests_total{status_class=\"3xx\"}", 0.0),
+        ("wasi_host_requests_total{status_class=\"4xx\"}", 1.0),
+        ("wasi_host_requests_total{status_class=\"5xx\"}", 2.0),
+        (
+            "wasi_host_request_duration_seconds_count{status_class=\"2xx\"}",
+            3.0,
+        ),
+        (
+            "wasi_host_request_duration_seconds_count{status_class=\"5xx\"}",
+            2.0,
+        ),
+        (
+            "wasi_host_request_duration_seconds_bucket{le=\"+Inf\",status_class=\"4xx\"}",
+            1.0,
+        ),
+        ("wasi_host_instantiation_duration_seconds_count", 6.0),
+        ("wasi_host_guest_failures_total{kind=\"trap\"}", 1.0),
+        ("wasi_host_guest_failures_total{kind=\"no_response\"}", 1.0),
+        ("wasi_host_guest_failures_total{kind=\"timeout\"}", 0.0),
+        ("wasi_host_guest_failures_total{kind=\"error_code\"}", 0.0),
+        ("wasi_host_requests_in_flight", 0.0),
+        ("wasi_host_component_generation", 1.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+    }
+
+    // Only /metrics, only read.
+    let other = client()
+        .get(url.replace("/metrics", "/other"))
+        .send()
+        .await
+        .expect("GET /other");
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let post = client().post(&url).send().await.expect("POST /metrics");
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // The metrics server stops with the host.
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(5)).success());
+    assert!(client().get(&url).send().await.is_err(), "still serving");
+}
+
+#[tokio::test]
+async fn rejections_by_reason_and_requests_in_flight() {
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--max-concurrency",
+            "1",
+            "--max-queue",
+            "1",
+            "--queue-timeout",
+            "1s",
+        ],
+    );
+    let url = metrics_url(&server);
+    let slow = tokio::spawn(client().get(server.url("/sleep?ms=3000")).send());
+    assert_sample(&url, "wasi_host_requests_in_flight", 1.0).await;
+
+    // One request waits in the queue and times out; the other finds the queue full.
+    let (first, second) = tokio::join!(get(&server, "/echo"), async {
+        // Let the first take the queue's one place.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        get(&server, "/echo").await
+    });
+    assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second, StatusCode::SERVICE_UNAVAILABLE);
+    let text = scrape(&url).await;
+    for (series, value) in [
+        (
+            "wasi_host_admission_rejections_total{reason=\"queue_full\"}",
+            1.0,
+        ),
+        (
+            "wasi_host_admission_rejections_total{reason=\"queue_timeout\"}",
+            1.0,
+        ),
+        ("wasi_host_requests_total{status_class=\"5xx\"}", 2.0),
+        ("wasi_host_requests_in_flight", 1.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+    }
+
+    let slow = slow.await.expect("join").expect("slow request");
+    assert_eq!(slow.status(), StatusCode::OK);
+    assert_eq!(slow.text().await.expect("body"), "slept");
+    assert_sample(&url, "wasi_host_requests_in_flight", 0.0).await;
+    assert_sample(&url, "wasi_host_requests_total{status_class=\"2xx\"}", 1.0).await;
+}
+
+#[test]
+fn metrics_are_off_unless_asked_for() {
+    // The metrics server would say so before the main server's `listening on` line.
+    let server = TestServer::start(&guests().testbed);
+    assert!(
+        !server.log().contains("serving metrics"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn reserved_and_clashing_metrics_ports_are_refused() {
+    let testbed = guests().testbed.to_str().expect("utf-8 path");
+    for port in [8008, 8012, 8013, 8022, 9090, 9091] {
+        let addr = format!("0.0.0.0:{port}");
+        let output = run_host(&["serve", testbed, "--metrics-addr", &addr]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "port {port} accepted: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: --metrics-addr port {port} is reserved on Cloud Run and Knative"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
+    }
+
+    let output = run_host(&[
+        "serve",
+        testbed,
+        "--port",
+        "18080",
+        "--metrics-addr",
+        "127.0.0.1:18080",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("error: --metrics-addr port 18080 is the port requests are served on"),
+        "{stderr}"
+    );
+
+    // A port that is already taken: the host says so and does not start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let output = run_host(&[
+        "serve",
+        testbed,
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        &addr,
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: cannot listen for metrics on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
+}
