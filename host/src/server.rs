@@ -82,7 +82,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             async move { endpoint.handle(request, peer).await }
         };
         let server = start_side_server(
-            "admin endpoint",
+            "the admin endpoint",
             admin::COMPONENT_PATH,
             admin.addr,
             &builder,
@@ -167,12 +167,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen for the {name} on {addr}: is another server using that port?")
+        format!("cannot listen for {name} on {addr}: is another server using that port?")
     })?;
     let local = listener
         .local_addr()
-        .with_context(|| format!("cannot read the {name}'s bound address"))?;
-    tracing::info!("{name} on http://{local}{path}");
+        .with_context(|| format!("cannot read the bound address of {name}"))?;
+    tracing::info!("serving {name} at http://{local}{path}");
     let builder = builder.clone();
     Ok(tokio::spawn(async move {
         let graceful = GracefulShutdown::new();

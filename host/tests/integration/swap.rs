@@ -164,7 +164,7 @@ fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String) {
         TestServer::start_with_env(component, &all_flags, &[("WASI_HOST_ADMIN_TOKEN", TOKEN)]);
     let log = server.log();
     let admin = log
-        .split("admin endpoint on ")
+        .split("serving the admin endpoint at ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .expect("admin endpoint address in the log")
