@@ -17,17 +17,19 @@ COPY . .
 RUN cargo build --release --locked -p wasi-host --target x86_64-unknown-linux-musl \
  && cargo build --release --locked -p hello --target wasm32-wasip2 \
  && mkdir -p /out \
- && cp target/x86_64-unknown-linux-musl/release/wasi-host target/wasm32-wasip2/release/hello.wasm /out/
-# Precompiling the component (`wasi-host compile`) would go here.
+ && cp target/x86_64-unknown-linux-musl/release/wasi-host target/wasm32-wasip2/release/hello.wasm /out/ \
+ && /out/wasi-host compile /out/hello.wasm -o /out/hello.cwasm
+# The image carries the component precompiled by its own host binary: it serves in
+# milliseconds, with no compiler work at cold start.
 
 # The container tests build this stage alone, from the Dockerfile's own text, with a
 # `build` context holding the same /out and CA bundle: keep every COPY `--from=build`.
 FROM scratch AS runtime
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/wasi-host /wasi-host
-COPY --from=build --chmod=0444 /out/hello.wasm /app/hello.wasm
+COPY --from=build --chmod=0444 /out/hello.cwasm /app/hello.cwasm
 USER 65532:65532
-ENV WASI_HOST_COMPONENT=/app/hello.wasm
+ENV WASI_HOST_COMPONENT=/app/hello.cwasm
 # mimalloc otherwise commits its first arena eagerly (huge pages): tens of milliseconds
 # of cold start and ~10 MiB of RSS for nothing.
 ENV MIMALLOC_ARENA_EAGER_COMMIT=0

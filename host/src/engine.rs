@@ -37,7 +37,7 @@ pub const PRECOMPILED_EXTENSION: &str = "cwasm";
 /// Builds the engine, with the pooling allocator sized from `limits` when the machine
 /// lets us reserve its address space, and on-demand allocation otherwise.
 pub fn build_engine(limits: &InstanceLimits) -> Result<Engine> {
-    let mut config = code_config();
+    let mut config = code_config()?;
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(limits)));
     match Engine::new(&config) {
         Ok(engine) => {
@@ -50,27 +50,53 @@ pub fn build_engine(limits: &InstanceLimits) -> Result<Engine> {
             tracing::warn!(
                 "pooling allocator unavailable ({error:#}); falling back to on-demand allocation"
             );
-            let mut config = code_config();
+            let mut config = code_config()?;
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             Engine::new(&config).context("failed to create the wasmtime engine")
         }
     }
 }
 
+/// CPU features generated code may use on x86-64: the x86-64-v2 level, which every
+/// machine Cloud Run or GKE schedules on has.
+const X86_64_BASELINE: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+    "has_cmpxchg16b",
+];
+
 /// The settings that shape generated code. They depend on no flag, so a component
 /// precompiled once loads into every `serve`, whatever its limits.
-fn code_config() -> Config {
+fn code_config() -> Result<Config> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Deadlines interrupt guests through the epoch counter: one shared ticker thread,
     // not a timer per request.
     config.epoch_interruption(true);
-    config
+    // A `.cwasm` is built on one machine (a CI runner, Cloud Build) and served on
+    // another, or under gVisor, which hides some CPU features: code for the build
+    // machine's own CPU would be refused there. Naming the target turns off detecting
+    // the CPU; the baseline is then enabled by hand.
+    config.target(&target_lexicon::HOST.to_string())?;
+    if cfg!(target_arch = "x86_64") {
+        for feature in X86_64_BASELINE {
+            // SAFETY: wasmtime checks each of these flags against the CPU it runs on
+            // before it runs code compiled with them, and refuses the code otherwise.
+            #[allow(unsafe_code)]
+            unsafe {
+                config.cranelift_flag_enable(feature);
+            }
+        }
+    }
+    Ok(config)
 }
 
 /// An engine for `wasi-host compile`: the same code settings as `serve`, no pool.
 pub fn compile_engine() -> Result<Engine> {
-    Engine::new(&code_config()).context("failed to create the wasmtime engine")
+    Engine::new(&code_config()?).context("failed to create the wasmtime engine")
 }
 
 fn pooling_config(limits: &InstanceLimits) -> PoolingAllocationConfig {

@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::image::{Image, podman};
@@ -44,10 +45,13 @@ impl Container {
     /// network, so the tests reach it on loopback only.
     pub fn start(image: &Image, runtime: Runtime) -> Self {
         let port = free_port();
+        // Tests run in parallel: each container gets a name of its own.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
-            "wasi-host-test-{}-{}",
+            "wasi-host-test-{}-{}-{}",
             std::process::id(),
-            format!("{runtime:?}").to_lowercase()
+            format!("{runtime:?}").to_lowercase(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
         );
         podman(
             Command::new("podman")

@@ -69,6 +69,15 @@ fn build() -> Image {
         &target_dir.join("wasm32-wasip2/release/hello.wasm"),
         &out.join("hello.wasm"),
     );
+    // The Dockerfile's build stage precompiles the guest with the host it ships.
+    let compiled = Command::new(out.join("wasi-host"))
+        .arg("compile")
+        .arg(out.join("hello.wasm"))
+        .arg("-o")
+        .arg(out.join("hello.cwasm"))
+        .status()
+        .expect("run wasi-host compile");
+    assert!(compiled.success(), "wasi-host compile failed: {compiled}");
     let ca_bundle = build_stage.join(CA_BUNDLE);
     std::fs::create_dir_all(ca_bundle.parent().expect("bundle has a folder")).expect("mkdir");
     copy(&Path::new("/").join(CA_BUNDLE), &ca_bundle);
@@ -82,17 +91,63 @@ fn build() -> Image {
     .expect("write the Containerfile");
 
     remove_stale_images();
-    let tag = format!("{REPOSITORY}:{}", std::process::id());
-    let iidfile = context.path().join("iid");
+    build_image(
+        &runtime_stage,
+        "",
+        &[
+            "--build-context".to_owned(),
+            format!("{BUILD_STAGE}={}", build_stage.display()),
+        ],
+    )
+}
+
+/// The README's "new guest, new layer" Dockerfile built on `base`, with the testbed guest
+/// as its `app.wasm`.
+pub fn guest_layer_image(base: &Image) -> Image {
+    let root = workspace();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
+    let layer = readme
+        .split("```Dockerfile\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md shows a Dockerfile block");
+    let containerfile = layer.replacen("FROM wasi-host", &format!("FROM {}", base.id), 1);
+    assert_ne!(
+        containerfile, layer,
+        "the README's Dockerfile starts FROM wasi-host"
+    );
+
+    let target_dir = root.join("target").join("container");
+    let dockerfile = Dockerfile::read(&root.join("Dockerfile"));
+    cargo_build(
+        &root,
+        &target_dir,
+        &dockerfile,
+        &["-p", "testbed", "--target", "wasm32-wasip2"],
+    );
+    let context = tempfile::tempdir().expect("temporary directory");
+    copy(
+        &target_dir.join("wasm32-wasip2/release/testbed.wasm"),
+        &context.path().join("app.wasm"),
+    );
+    std::fs::write(context.path().join("Containerfile"), containerfile)
+        .expect("write the Containerfile");
+    build_image(context.path(), "-guest", &[])
+}
+
+/// Builds the Containerfile in `context` (with extra `podman build` flags), tagged for
+/// this run, with `suffix` after the run's process id.
+fn build_image(context: &Path, suffix: &str, flags: &[String]) -> Image {
+    let tag = format!("{REPOSITORY}:{}{suffix}", std::process::id());
+    let iidfile = tempfile::NamedTempFile::new().expect("temporary file");
     podman(
         Command::new("podman")
             .args(["build", "--pull=never", "--tag", &tag, "--iidfile"])
-            .arg(&iidfile)
-            .arg("--build-context")
-            .arg(format!("{BUILD_STAGE}={}", build_stage.display()))
-            .arg(&runtime_stage),
+            .arg(iidfile.path())
+            .args(flags)
+            .arg(context),
     );
-    let id = std::fs::read_to_string(&iidfile).expect("read the image id");
+    let id = std::fs::read_to_string(iidfile.path()).expect("read the image id");
     Image {
         id: id.trim().to_owned(),
     }
@@ -134,7 +189,8 @@ fn remove_stale_images() {
             .arg(format!("reference={REPOSITORY}")),
     );
     for tag in tags.lines() {
-        let gone = tag
+        let pid = tag.split('-').next().unwrap_or_default();
+        let gone = pid
             .parse::<u32>()
             .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
         if gone {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use wasi_host::config::{DEFAULT_HEALTH_PATH, DEFAULT_PORT};
 
 use crate::container::{Container, Runtime};
-use crate::image::{image, inspect};
+use crate::image::{guest_layer_image, image, inspect};
 
 /// The largest image we ship: a small image pulls fast on a cold start.
 const MAX_IMAGE_BYTES: u64 = 25_000_000;
@@ -66,4 +66,31 @@ fn serves_and_stops_cleanly(runtime: Runtime) {
         took < MAX_STOP_TIME,
         "podman stop took {took:?}: SIGTERM should end the host at once"
     );
+}
+
+#[test]
+fn a_new_guest_is_a_layer_on_the_unchanged_host_image() {
+    let base = image();
+    let layered = guest_layer_image(base);
+    let layers = |image| -> Vec<String> {
+        serde_json::from_str(&inspect(image, "{{json .RootFS.Layers}}")).expect("layer list")
+    };
+    let (base_layers, layered_layers) = (layers(base), layers(&layered));
+    assert_eq!(
+        layered_layers[..base_layers.len()],
+        base_layers[..],
+        "the host's layers are reused unchanged"
+    );
+    assert_eq!(layered_layers.len(), base_layers.len() + 1, "one new layer");
+
+    let container = Container::start(&layered, Runtime::Runc);
+    container.wait_ready(DEFAULT_HEALTH_PATH);
+    let (status, body) = container.get("/build").expect("GET /build");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "v1"),
+        "the new guest answers"
+    );
+    container.stop();
+    assert_eq!(container.inspect("{{.State.ExitCode}}"), "0");
 }
