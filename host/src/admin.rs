@@ -38,7 +38,8 @@ pub struct Admin {
 #[derive(Serialize)]
 struct VersionView<'a> {
     generation: u64,
-    sha256: &'a str,
+    /// Absent for a moment after startup, while the first version is being hashed.
+    sha256: Option<&'a str>,
     origin: &'a str,
     activated_at: String,
 }
@@ -137,7 +138,7 @@ impl Admin {
 fn version_response(status: StatusCode, version: &Version) -> Response<ResponseBody> {
     let view = VersionView {
         generation: version.generation,
-        sha256: &version.sha256,
+        sha256: version.sha256.get().map(String::as_str),
         origin: &version.origin,
         activated_at: humantime::format_rfc3339_millis(version.activated_at).to_string(),
     };

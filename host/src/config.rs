@@ -244,6 +244,12 @@ pub struct ServeArgs {
     /// refused.
     #[arg(long, value_name = "ADDR", env = "WASI_HOST_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Log one entry per request (with Cloud Logging's `httpRequest` in JSON mode). Off
+    /// by default: Cloud Run and most load balancers keep a request log of their own,
+    /// and a line per request costs throughput.
+    #[arg(long, env = "WASI_HOST_ACCESS_LOG")]
+    pub access_log: bool,
 }
 
 /// The validated settings `serve` runs with.
@@ -271,6 +277,8 @@ pub struct ServeConfig {
     pub trace_project: Option<String>,
     /// Where to serve metrics, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Whether to log one entry per request.
+    pub access_log: bool,
     /// What guests may reach.
     pub outbound: OutboundConfig,
     /// Whether to reload the component when its file changes.
@@ -382,6 +390,7 @@ impl ServeArgs {
                 .ok()
                 .filter(|project| !project.is_empty()),
             metrics_addr: self.metrics_addr,
+            access_log: self.access_log,
             outbound: OutboundConfig {
                 allow: self.allow_outbound,
                 resolve: self.outbound_resolve,

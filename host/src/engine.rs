@@ -137,7 +137,6 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<RequestState>> {
 /// the code that runs come from the same bytes.
 pub struct ComponentBytes {
     origin: String,
-    sha256: String,
     bytes: Vec<u8>,
     form: Form,
 }
@@ -202,7 +201,6 @@ impl ComponentBytes {
             );
         }
         Ok(Self {
-            sha256: sha256_hex(&bytes),
             origin,
             bytes,
             form: Form::Wasm,
@@ -212,15 +210,20 @@ impl ComponentBytes {
     fn new(path: &Path, bytes: Vec<u8>, form: Form) -> Self {
         Self {
             origin: path.display().to_string(),
-            sha256: sha256_hex(&bytes),
             bytes,
             form,
         }
     }
 
-    /// The SHA-256 of the bytes, in lowercase hex.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
+    /// Where the bytes came from: a path, or an upload.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The SHA-256 of the bytes, in lowercase hex. It takes a moment on a large file
+    /// (tens of milliseconds per 10 MB without the CPU's SHA instructions).
+    pub fn sha256(&self) -> String {
+        format!("{:x}", Sha256::digest(&self.bytes))
     }
 }
 
@@ -228,10 +231,8 @@ impl ComponentBytes {
 pub struct LoadedProxy {
     /// The pre-instantiated component.
     pub proxy: ProxyPre<RequestState>,
-    /// Where its bytes came from.
-    pub origin: String,
-    /// The SHA-256 of those bytes.
-    pub sha256: String,
+    /// The bytes it was made from.
+    pub bytes: ComponentBytes,
 }
 
 /// Compiles (or deserializes) `component`, links it and pre-instantiates it. A
@@ -277,8 +278,7 @@ pub fn load_proxy(
     let proxy = pre_instantiate(engine, linker, &compiled, &component.origin)?;
     Ok(LoadedProxy {
         proxy,
-        origin: component.origin,
-        sha256: component.sha256,
+        bytes: component,
     })
 }
 
@@ -350,10 +350,6 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 fn is_precompiled_component(bytes: &[u8]) -> bool {
     bytes.starts_with(ELF_MAGIC)
         && Engine::detect_precompiled(bytes) == Some(Precompiled::Component)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// A `.cwasm` beside `path` that is at least as new as it, so it was built from it (or

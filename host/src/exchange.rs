@@ -3,9 +3,9 @@
 //! included) to the caller's trace, and, when the response is over, one access-log entry
 //! and the request's metrics (count, duration and in-flight gauge).
 //!
-//! Access-log entries have the target [`ACCESS_LOG_TARGET`] (`RUST_LOG` can turn them
-//! off) and carry Cloud Logging's `httpRequest` fields; their level follows the status:
-//! `5xx` ERROR, `4xx` WARN, the rest INFO.
+//! Access-log entries (with `--access-log`) have the target [`ACCESS_LOG_TARGET`] and
+//! carry Cloud Logging's `httpRequest` fields; their level follows the status: `5xx`
+//! ERROR, `4xx` WARN, the rest INFO.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -30,15 +30,18 @@ pub const ACCESS_LOG_TARGET: &str = "wasi_host::access";
 #[derive(Debug, Clone)]
 pub struct Observer {
     trace_project: Option<Arc<str>>,
+    access_log: bool,
     metrics: Arc<Metrics>,
 }
 
 impl Observer {
     /// An observer naming traces in `trace_project` (`projects/P/traces/T`; without a
-    /// project, the trace field holds the bare trace id) and counting in `metrics`.
-    pub fn new(trace_project: Option<String>, metrics: Arc<Metrics>) -> Self {
+    /// project, the trace field holds the bare trace id), writing access-log entries if
+    /// `access_log`, and counting in `metrics`.
+    pub fn new(trace_project: Option<String>, access_log: bool, metrics: Arc<Metrics>) -> Self {
         Self {
             trace_project: trace_project.map(Arc::from),
+            access_log,
             metrics,
         }
     }
@@ -59,7 +62,7 @@ impl Observer {
         Exchange {
             span,
             started: Instant::now(),
-            request: RequestSummary::of(request, peer),
+            request: self.access_log.then(|| RequestSummary::of(request, peer)),
             in_flight: InFlight::new(self.metrics.clone()),
         }
     }
@@ -77,7 +80,8 @@ impl Observer {
 pub struct Exchange {
     span: Span,
     started: Instant,
-    request: RequestSummary,
+    /// What the access-log entry says, when there is one.
+    request: Option<RequestSummary>,
     in_flight: InFlight,
 }
 
@@ -116,12 +120,14 @@ impl Exchange {
         })
     }
 
-    /// Counts the answered request and writes its access-log entry.
+    /// Counts the answered request and writes its access-log entry, if any.
     fn end(self, status: StatusCode, response_size: u64) {
         let elapsed = self.started.elapsed();
         self.in_flight.0.request_answered(status, elapsed);
+        let Some(request) = &self.request else {
+            return;
+        };
         let latency = format!("{:.6}s", elapsed.as_secs_f64());
-        let request = &self.request;
         macro_rules! access_entry {
             ($level:expr) => {
                 tracing::event!(

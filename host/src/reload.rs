@@ -7,7 +7,7 @@
 //! and the old one keeps serving. Swaps are serialized, so generations only go up.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -26,13 +26,18 @@ pub struct Version {
     pub proxy: ProxyPre<RequestState>,
     /// 1 for the version loaded at startup, one more for each swap.
     pub generation: u64,
-    /// The SHA-256 of the bytes loaded, in lowercase hex.
-    pub sha256: String,
+    /// The SHA-256 of the bytes loaded, in lowercase hex. For the version loaded at
+    /// startup it is computed after the host starts serving, so that hashing a large
+    /// file never delays a cold start.
+    pub sha256: OnceLock<String>,
     /// Where the bytes came from: a path, or an upload.
     pub origin: String,
     /// When this version was published.
     pub activated_at: SystemTime,
 }
+
+/// A loaded version and its SHA-256, or `None` when the bytes are the active ones.
+type Loaded = wasmtime::Result<Option<(LoadedProxy, String)>>;
 
 /// What made the host load a new version; it is named in the log line.
 #[derive(Debug, Clone, Copy)]
@@ -76,15 +81,25 @@ impl ActiveComponent {
     ) -> Result<Self> {
         let bytes = ComponentBytes::read(&path)?;
         let loaded = engine::load_proxy(&engine, &linker, bytes)?;
-        let version = new_version(loaded, 1);
-        tracing::info!(
-            "serving generation 1: `{}` (sha256 {})",
-            version.origin,
-            version.sha256
-        );
+        let version = Arc::new(Version {
+            proxy: loaded.proxy,
+            generation: 1,
+            sha256: OnceLock::new(),
+            origin: loaded.bytes.origin().to_owned(),
+            activated_at: SystemTime::now(),
+        });
+        tracing::info!("serving generation 1: `{}`", version.origin);
+        let hashed = version.clone();
+        std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || {
+                let sha256 = hashed.sha256.get_or_init(|| loaded.bytes.sha256());
+                tracing::info!("generation 1 has sha256 {sha256}");
+            })
+            .context("cannot start the thread that hashes the component")?;
         metrics.set_component_generation(version.generation);
         Ok(Self {
-            current: ArcSwap::from_pointee(version),
+            current: ArcSwap::new(version),
             engine,
             linker,
             path,
@@ -122,27 +137,35 @@ impl ActiveComponent {
         let old = self.current();
         let engine = self.engine.clone();
         let linker = self.linker.clone();
-        let old_sha256 = old.sha256.clone();
+        let current = old.clone();
         // Compiling takes milliseconds to seconds of CPU: keep it off the threads that
         // serve requests.
-        let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = tokio::task::spawn_blocking(move || -> Loaded {
             let bytes = read()?;
-            if bytes.sha256() == old_sha256 {
+            let sha256 = bytes.sha256();
+            if sha256 == *current.sha256.wait() {
                 return Ok(None);
             }
-            engine::load_proxy(&engine, &linker, bytes).map(Some)
+            let origin = bytes.origin().to_owned();
+            let loaded = engine::load_proxy(&engine, &linker, bytes)?;
+            // A precompiled file that did not fit was replaced by its `.wasm`.
+            let sha256 = if loaded.bytes.origin() == origin {
+                sha256
+            } else {
+                loaded.bytes.sha256()
+            };
+            Ok(Some((loaded, sha256)))
         })
         .await
         .context("the loading task failed")
         .and_then(|loaded| loaded.map_err(anyhow::Error::from));
-        let loaded = match loaded {
+        let (loaded, sha256) = match loaded {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
                 tracing::info!(
                     ?trigger,
                     generation = old.generation,
-                    "component unchanged (sha256 {}); nothing to swap",
-                    old.sha256
+                    "component unchanged; nothing to swap"
                 );
                 return Err(SwapError::Unchanged);
             }
@@ -155,7 +178,13 @@ impl ActiveComponent {
                 return Err(SwapError::Rejected(error));
             }
         };
-        let version = Arc::new(new_version(loaded, old.generation + 1));
+        let version = Arc::new(Version {
+            proxy: loaded.proxy,
+            generation: old.generation + 1,
+            sha256: OnceLock::from(sha256),
+            origin: loaded.bytes.origin().to_owned(),
+            activated_at: SystemTime::now(),
+        });
         self.current.store(version.clone());
         self.metrics.set_component_generation(version.generation);
         tracing::info!(
@@ -164,19 +193,9 @@ impl ActiveComponent {
             "swapped: generation {} is `{}` (sha256 {})",
             version.generation,
             version.origin,
-            version.sha256
+            version.sha256.wait()
         );
         Ok(version)
-    }
-}
-
-fn new_version(loaded: LoadedProxy, generation: u64) -> Version {
-    Version {
-        proxy: loaded.proxy,
-        generation,
-        sha256: loaded.sha256,
-        origin: loaded.origin,
-        activated_at: SystemTime::now(),
     }
 }
 

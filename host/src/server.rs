@@ -71,7 +71,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         metrics: metrics.clone(),
     };
     let handler = Arc::new(Handler::new(active.clone(), settings, admission.clone()));
-    let observer = Observer::new(config.trace_project.clone(), metrics.clone());
+    let observer = Observer::new(
+        config.trace_project.clone(),
+        config.access_log,
+        metrics.clone(),
+    );
     let builder = connection_builder(&config.client);
 
     let mut side_servers = Vec::new();

@@ -16,7 +16,7 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 fn json_server() -> TestServer {
     TestServer::start_with_env(
         &guests().testbed,
-        &["--log-format", "json"],
+        &["--log-format", "json", "--access-log"],
         &[("GOOGLE_CLOUD_PROJECT", PROJECT)],
     )
 }
@@ -253,7 +253,8 @@ async fn assert_still_logging_traces(server: &TestServer) {
 
 #[tokio::test]
 async fn without_a_project_the_trace_field_is_the_bare_trace_id() {
-    let server = TestServer::start_with(&guests().testbed, &["--log-format", "json"]);
+    let server =
+        TestServer::start_with(&guests().testbed, &["--log-format", "json", "--access-log"]);
     let url = server.url("/echo");
     get_in_trace(&url).await;
     assert_eq!(
@@ -265,16 +266,24 @@ async fn without_a_project_the_trace_field_is_the_bare_trace_id() {
 #[tokio::test]
 async fn on_cloud_run_logs_are_json_without_being_asked() {
     let server = TestServer::start_with_env(&guests().testbed, &[], &[("K_SERVICE", "shop")]);
-    let url = server.url("/echo");
-    client().get(&url).send().await.expect("GET /echo");
-    let access = access_entry(&server, &url);
-    assert_eq!(access["severity"], "INFO");
+    let url = server.url("/print");
+    client().get(&url).send().await.expect("GET /print");
+    let printed = entry(&server, |entry| {
+        entry["message"] == "hello from guest stdout"
+    });
+    assert_eq!(printed["severity"], "INFO");
     let listening = entry(&server, |entry| {
         entry["message"]
             .as_str()
             .is_some_and(|message| message.starts_with("listening on"))
     });
     assert_eq!(listening["severity"], "INFO");
+    // The access log is off unless asked for.
+    assert!(
+        !server.log().contains("wasi_host::access"),
+        "{}",
+        server.log()
+    );
 
     // An explicit choice wins over the platform's.
     let text = TestServer::start_with_env(
