@@ -133,40 +133,46 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<RequestState>> {
     Ok(linker)
 }
 
-/// The bytes of one component version, read once, so that the digest in the logs and
-/// the code that runs come from the same bytes.
+/// One component version's file, checked before compiling: a `.wasm` read into memory
+/// (the bytes that are hashed are the bytes that are compiled), or a precompiled file,
+/// which is mapped rather than read, so a large one costs nothing to open.
 pub struct ComponentBytes {
     origin: String,
-    bytes: Vec<u8>,
     form: Form,
 }
 
-/// What the bytes are, as far as can be told before compiling them.
+/// What the file is, as far as can be told before compiling it.
 enum Form {
     /// A `.wasm` component (or something claiming to be one: compiling checks it).
-    Wasm,
-    /// A wasmtime artifact; `fallback` is the `.wasm` it was found beside, compiled
-    /// instead if the artifact does not fit this engine.
-    Precompiled { fallback: Option<PathBuf> },
+    Wasm(Vec<u8>),
+    /// A wasmtime artifact at `path`; `fallback` is the `.wasm` it was found beside,
+    /// compiled instead if the artifact does not fit this engine.
+    Precompiled {
+        path: PathBuf,
+        fallback: Option<PathBuf>,
+    },
 }
 
 impl ComponentBytes {
     /// Reads the component at `path`: a `.wasm`, or a `.cwasm` from `wasi-host compile`.
-    /// For a `.wasm`, a fresh `.cwasm` beside it is read instead.
+    /// For a `.wasm`, a fresh `.cwasm` beside it is used instead.
     pub fn read(path: &Path) -> Result<Self> {
         if let Some(sibling) = fresh_precompiled_sibling(path) {
-            match read_file(&sibling) {
-                Ok(bytes) if is_precompiled_component(&bytes) => {
-                    let form = Form::Precompiled {
-                        fallback: Some(path.to_path_buf()),
-                    };
-                    return Ok(Self::new(&sibling, bytes, form));
+            match Engine::detect_precompiled_file(&sibling) {
+                Ok(Some(Precompiled::Component)) => {
+                    return Ok(Self {
+                        origin: sibling.display().to_string(),
+                        form: Form::Precompiled {
+                            path: sibling,
+                            fallback: Some(path.to_path_buf()),
+                        },
+                    });
                 }
                 Ok(_) => tracing::warn!(
                     "ignoring `{}`: it is not a precompiled component",
                     sibling.display()
                 ),
-                Err(error) => tracing::warn!("ignoring {error:#}"),
+                Err(error) => tracing::warn!("ignoring `{}`: {error:#}", sibling.display()),
             }
         }
         Self::read_exactly(path)
@@ -174,20 +180,29 @@ impl ComponentBytes {
 
     /// Reads the file at `path` itself, never a sibling.
     fn read_exactly(path: &Path) -> Result<Self> {
-        let bytes = read_file(path)?;
         let shown = path.display();
-        let form = if bytes.starts_with(ELF_MAGIC) {
-            match Engine::detect_precompiled(&bytes) {
-                Some(Precompiled::Component) => Form::Precompiled { fallback: None },
+        let origin = shown.to_string();
+        if is_elf(path).with_context(|| format!("cannot read component `{shown}`"))? {
+            return match Engine::detect_precompiled_file(path)? {
+                Some(Precompiled::Component) => Ok(Self {
+                    origin,
+                    form: Form::Precompiled {
+                        path: path.to_path_buf(),
+                        fallback: None,
+                    },
+                }),
                 Some(Precompiled::Module) => {
                     bail!("`{shown}` is a precompiled core WebAssembly module, not a component")
                 }
                 None => bail!("`{shown}` is a native executable, not a WebAssembly component"),
-            }
-        } else {
-            Form::Wasm
-        };
-        Ok(Self::new(path, bytes, form))
+            };
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read component `{shown}`"))?;
+        Ok(Self {
+            origin,
+            form: Form::Wasm(bytes),
+        })
     }
 
     /// A component sent over the network. Precompiled artifacts are refused: wasmtime
@@ -202,17 +217,8 @@ impl ComponentBytes {
         }
         Ok(Self {
             origin,
-            bytes,
-            form: Form::Wasm,
+            form: Form::Wasm(bytes),
         })
-    }
-
-    fn new(path: &Path, bytes: Vec<u8>, form: Form) -> Self {
-        Self {
-            origin: path.display().to_string(),
-            bytes,
-            form,
-        }
     }
 
     /// Where the bytes came from: a path, or an upload.
@@ -220,10 +226,19 @@ impl ComponentBytes {
         &self.origin
     }
 
-    /// The SHA-256 of the bytes, in lowercase hex. It takes a moment on a large file
-    /// (tens of milliseconds per 10 MB without the CPU's SHA instructions).
-    pub fn sha256(&self) -> String {
-        format!("{:x}", Sha256::digest(&self.bytes))
+    /// The SHA-256 of the component, in lowercase hex. It takes a moment on a large
+    /// file (up to tens of milliseconds per 10 MB without the CPU's SHA instructions).
+    pub fn sha256(&self) -> Result<String> {
+        let mut hasher = Sha256::new();
+        match &self.form {
+            Form::Wasm(bytes) => hasher.update(bytes),
+            Form::Precompiled { path, .. } => {
+                let cannot = || format!("cannot read `{}` to hash it", path.display());
+                let mut file = std::fs::File::open(path).with_context(cannot)?;
+                std::io::copy(&mut file, &mut hasher).with_context(cannot)?;
+            }
+        }
+        Ok(format!("{:x}", hasher.finalize()))
     }
 }
 
@@ -244,8 +259,8 @@ pub fn load_proxy(
     component: ComponentBytes,
 ) -> Result<LoadedProxy> {
     let compiled = match &component.form {
-        Form::Wasm => compile(engine, &component.bytes, &component.origin),
-        Form::Precompiled { fallback } => match deserialize(engine, &component.bytes) {
+        Form::Wasm(bytes) => compile(engine, bytes, &component.origin),
+        Form::Precompiled { path, fallback } => match deserialize(engine, path) {
             Ok(compiled) => {
                 if let Some(wasm) = fallback {
                     tracing::info!(
@@ -298,10 +313,10 @@ pub fn precompile(
         );
     }
     let component = ComponentBytes::read_exactly(input)?;
-    if let Form::Precompiled { .. } = component.form {
+    let Form::Wasm(bytes) = &component.form else {
         bail!("`{}` is already precompiled", input.display());
-    }
-    let compiled = compile(engine, &component.bytes, &component.origin)?;
+    };
+    let compiled = compile(engine, bytes, &component.origin)?;
     pre_instantiate(engine, linker, &compiled, &component.origin)?;
     let bytes = compiled
         .serialize()
@@ -343,13 +358,16 @@ fn pre_instantiate(
 /// The first bytes of an ELF object, the container of precompiled artifacts.
 const ELF_MAGIC: &[u8] = b"\x7fELF";
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read component `{}`", path.display()))
-}
-
-fn is_precompiled_component(bytes: &[u8]) -> bool {
-    bytes.starts_with(ELF_MAGIC)
-        && Engine::detect_precompiled(bytes) == Some(Precompiled::Component)
+/// Whether the file starts like an ELF object, the container of precompiled artifacts.
+fn is_elf(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path)?;
+    match file.read_exact(&mut magic) {
+        Ok(()) => Ok(magic == ELF_MAGIC),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// A `.cwasm` beside `path` that is at least as new as it, so it was built from it (or
@@ -374,13 +392,14 @@ fn fresh_precompiled_sibling(path: &Path) -> Option<PathBuf> {
 }
 
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Component> {
-    // SAFETY: wasmtime checks that the bytes are an artifact of this wasmtime version and
-    // engine configuration before using them; what it cannot check is that they were
-    // made by wasmtime and not forged, which is why only operators' own `.cwasm` files
-    // (from `wasi-host compile`, placed on disk) are deserialized, never uploads. The
-    // bytes are copied, so the file may be replaced while the host runs.
-    unsafe { Component::deserialize(engine, bytes) }
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: wasmtime checks that the file is an artifact of this wasmtime version and
+    // engine configuration before using it; what it cannot check is that it was made by
+    // wasmtime and not forged, which is why only operators' own `.cwasm` files (from
+    // `wasi-host compile`, placed on disk) are deserialized, never uploads. The file is
+    // mapped, not copied: like an executable, it must be replaced by renaming a new
+    // file over it (as `wasi-host compile` does), never rewritten in place.
+    unsafe { Component::deserialize_file(engine, path) }
 }
 
 fn compile(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Component> {

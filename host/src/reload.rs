@@ -28,7 +28,8 @@ pub struct Version {
     pub generation: u64,
     /// The SHA-256 of the bytes loaded, in lowercase hex. For the version loaded at
     /// startup it is computed after the host starts serving, so that hashing a large
-    /// file never delays a cold start.
+    /// file never delays a cold start; until then (or if the file cannot be read
+    /// again) it is unset.
     pub sha256: OnceLock<String>,
     /// Where the bytes came from: a path, or an upload.
     pub origin: String,
@@ -92,9 +93,13 @@ impl ActiveComponent {
         let hashed = version.clone();
         std::thread::Builder::new()
             .name("sha256".into())
-            .spawn(move || {
-                let sha256 = hashed.sha256.get_or_init(|| loaded.bytes.sha256());
-                tracing::info!("generation 1 has sha256 {sha256}");
+            .spawn(move || match loaded.bytes.sha256() {
+                Ok(sha256) => {
+                    tracing::info!("generation 1 has sha256 {sha256}");
+                    let _ = hashed.sha256.set(sha256);
+                }
+                // The digest stays unknown; a reload then never counts as "unchanged".
+                Err(error) => tracing::warn!("cannot hash generation 1: {error:#}"),
             })
             .context("cannot start the thread that hashes the component")?;
         metrics.set_component_generation(version.generation);
@@ -142,8 +147,8 @@ impl ActiveComponent {
         // serve requests.
         let loaded = tokio::task::spawn_blocking(move || -> Loaded {
             let bytes = read()?;
-            let sha256 = bytes.sha256();
-            if sha256 == *current.sha256.wait() {
+            let sha256 = bytes.sha256()?;
+            if current.sha256.get() == Some(&sha256) {
                 return Ok(None);
             }
             let origin = bytes.origin().to_owned();
@@ -152,7 +157,7 @@ impl ActiveComponent {
             let sha256 = if loaded.bytes.origin() == origin {
                 sha256
             } else {
-                loaded.bytes.sha256()
+                loaded.bytes.sha256()?
             };
             Ok(Some((loaded, sha256)))
         })
