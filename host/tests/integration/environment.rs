@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::util::{TestServer, client, guests, run_host_with_env};
+use crate::util::{TestServer, client, guests, serve_refused};
 
 /// What the testbed's `/env` reports, one `KEY=VALUE` per line.
 async fn guest_env(server: &TestServer) -> Vec<String> {
@@ -61,39 +61,30 @@ async fn without_platform_variables_or_flags_the_guest_environment_is_empty() {
     assert!(guest_env(&server).await.is_empty());
 }
 
-/// Runs `serve` on the testbed with `flags` and host `env`, checks that it failed
-/// without listening, and returns its stderr.
-fn refused(flags: &[&str], env: &[(&str, &str)]) -> String {
-    let mut args = vec!["serve", guests().testbed.to_str().expect("utf-8 path")];
-    args.extend_from_slice(&["--addr", "127.0.0.1:0"]);
-    args.extend_from_slice(flags);
-    let output = run_host_with_env(&args, env);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "{flags:?} {env:?} was accepted");
-    assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
-    stderr
-}
-
 #[test]
 fn bad_entries_stop_the_host_before_it_binds() {
-    let stderr = refused(&["--env", "NOVALUE"], &[]);
+    let stderr = serve_refused(&guests().testbed, &["--env", "NOVALUE"], &[]);
     assert!(
         stderr.contains("error: invalid --env `NOVALUE`: expected KEY=VALUE"),
         "{stderr}"
     );
-    let stderr = refused(&["--env", "1ST=x"], &[]);
+    let stderr = serve_refused(&guests().testbed, &["--env", "1ST=x"], &[]);
     assert!(
         stderr.contains(
             "error: invalid --env `1ST=x`: a key is a letter or `_` followed by letters, digits or `_`"
         ),
         "{stderr}"
     );
-    let stderr = refused(&["--env", "A=1", "--env", "A=2"], &[]);
+    let stderr = serve_refused(&guests().testbed, &["--env", "A=1", "--env", "A=2"], &[]);
     assert!(
         stderr.contains("error: --env sets `A` more than once"),
         "{stderr}"
     );
-    let stderr = refused(&[], &[("WASI_HOST_ENV", "GOOD=1\nBAD-KEY=2")]);
+    let stderr = serve_refused(
+        &guests().testbed,
+        &[],
+        &[("WASI_HOST_ENV", "GOOD=1\nBAD-KEY=2")],
+    );
     assert!(
         stderr.contains("error: invalid --env `BAD-KEY=2`"),
         "{stderr}"

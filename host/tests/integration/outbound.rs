@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::util::{TestServer, client, guests, run_host_with_env};
+use crate::util::{TestServer, client, guests, serve_refused};
 
 /// What the upstream answers.
 #[derive(Clone, Copy)]
@@ -605,28 +605,21 @@ async fn an_untrusted_certificate_is_refused() {
     assert_eq!(handshakes.load(Ordering::SeqCst), 0);
 }
 
-/// Runs `serve` with `args` and environment `env`, expecting it to refuse to start.
-fn refused_at_startup(args: &[&str], env: &[(&str, &str)]) -> String {
-    let testbed = guests().testbed.to_str().expect("utf-8 path");
-    let mut all = vec!["serve", testbed, "--addr", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let output = run_host_with_env(&all, env);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "started anyway: {stderr}");
-    assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
-    stderr
-}
-
 #[test]
 fn invalid_patterns_and_overrides_are_refused_at_startup() {
-    let stderr = refused_at_startup(&["--allow-outbound", "ftp://files.example.com"], &[]);
+    let stderr = serve_refused(
+        &guests().testbed,
+        &["--allow-outbound", "ftp://files.example.com"],
+        &[],
+    );
     assert!(
         stderr.contains("invalid outbound pattern `ftp://files.example.com`"),
         "{stderr}"
     );
     assert!(stderr.contains("unsupported scheme `ftp`"), "{stderr}");
 
-    let stderr = refused_at_startup(
+    let stderr = serve_refused(
+        &guests().testbed,
         &[],
         &[(
             "WASI_HOST_ALLOW_OUTBOUND",
@@ -639,13 +632,21 @@ fn invalid_patterns_and_overrides_are_refused_at_startup() {
     );
     assert!(stderr.contains("no path"), "{stderr}");
 
-    let stderr = refused_at_startup(&["--outbound-resolve", "api.internal"], &[]);
+    let stderr = serve_refused(
+        &guests().testbed,
+        &["--outbound-resolve", "api.internal"],
+        &[],
+    );
     assert!(
         stderr.contains("invalid resolve override `api.internal`"),
         "{stderr}"
     );
 
-    let stderr = refused_at_startup(&["--outbound-connect-timeout", "0s"], &[]);
+    let stderr = serve_refused(
+        &guests().testbed,
+        &["--outbound-connect-timeout", "0s"],
+        &[],
+    );
     assert!(
         stderr.contains("--outbound-connect-timeout must be more than zero"),
         "{stderr}"

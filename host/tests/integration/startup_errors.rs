@@ -3,20 +3,12 @@
 
 use std::path::Path;
 
-use crate::util::{guests, run_host};
+use crate::util::{guests, serve_refused};
 
 /// Runs `serve` on `component` and returns its stderr, checking that it failed without
 /// ever listening.
 fn refused(component: &Path) -> String {
-    let output = run_host(&[
-        "serve",
-        component.to_str().expect("utf-8 path"),
-        "--addr",
-        "127.0.0.1:0",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "expected failure, got: {stderr}");
-    assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
+    let stderr = serve_refused(component, &[], &[]);
     let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error_lines.len(), 1, "expected one error line in: {stderr}");
     assert!(

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use crate::util::{TestServer, client, guests, run_host_with_env};
+use crate::util::{TestServer, client, guests, serve_refused};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 const CONNECTIONS: usize = 64;
@@ -414,26 +414,12 @@ fn the_admin_endpoint_is_off_by_default_and_refuses_to_start_without_a_token() {
     assert!(!server.log().contains("admin endpoint"), "{}", server.log());
     drop(server);
 
-    let component = Build::V1.file().display().to_string();
-    let args = [
-        "serve",
-        &component,
-        "--addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-    ];
     for token in [None, Some("short")] {
-        let output = run_host_with_env(
-            &args,
-            &token
-                .map(|t| ("WASI_HOST_ADMIN_TOKEN", t))
-                .into_iter()
-                .collect::<Vec<_>>(),
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success());
-        assert!(!stderr.contains("listening on"), "{stderr}");
+        let env: Vec<_> = token
+            .map(|t| ("WASI_HOST_ADMIN_TOKEN", t))
+            .into_iter()
+            .collect();
+        let stderr = serve_refused(Build::V1.file(), &["--admin-addr", "127.0.0.1:0"], &env);
         assert!(
             stderr.contains(
                 "needs a bearer token of at least 16 characters in $WASI_HOST_ADMIN_TOKEN"

@@ -302,6 +302,22 @@ fn parse_address(line: &str, ready_marker: &str) -> Option<SocketAddr> {
     rest.split('/').next()?.parse().ok()
 }
 
+/// Runs `serve` on `component` with `flags` and `env`, expecting it to refuse to start:
+/// checks that it failed without ever listening and returns its stderr.
+pub fn serve_refused(component: &Path, flags: &[&str], env: &[(&str, &str)]) -> String {
+    let component = component.to_str().expect("utf-8 path");
+    let mut args = vec!["serve", component, "--addr", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    let output = run_host_with_env(&args, env);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "{flags:?} {env:?} was accepted: {stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "bound anyway: {stderr}");
+    stderr
+}
+
 /// Runs `wasi-host` with `args` to completion (it must exit within a minute).
 pub fn run_host(args: &[&str]) -> Output {
     run_host_with_env(args, &[])
