@@ -94,10 +94,11 @@ impl ActiveComponent {
         std::thread::Builder::new()
             .name("sha256".into())
             .spawn(move || match loaded.bytes.sha256() {
-                Ok(sha256) => {
-                    tracing::info!("generation 1 has sha256 {sha256}");
-                    let _ = hashed.sha256.set(sha256);
-                }
+                // Published before it is logged, so whoever reads the log line finds it.
+                Ok(sha256) => tracing::info!(
+                    "generation 1 has sha256 {}",
+                    hashed.sha256.get_or_init(|| sha256)
+                ),
                 // The digest stays unknown; a reload then never counts as "unchanged".
                 Err(error) => tracing::warn!("cannot hash generation 1: {error:#}"),
             })
