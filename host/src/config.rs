@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{ADMIN_TOKEN_ENV, MIN_TOKEN_LENGTH};
 use crate::admission::AdmissionLimits;
+use crate::app::AppSource;
 use crate::guest_env::GuestEnv;
 use crate::limits::{ClientLimits, InstanceLimits, OutboundLimits};
 use crate::outbound::{OutboundConfig, OutboundPattern, ResolveOverride};
@@ -99,7 +100,8 @@ pub struct CompileArgs {
 pub struct ServeArgs {
     /// The component to serve: a `.wasm` exporting `wasi:http/incoming-handler`, or a
     /// `.cwasm` from `wasi-host compile`. A `.cwasm` beside a `.wasm`, at least as new,
-    /// is loaded instead of compiling.
+    /// is loaded instead of compiling. Or a Spin application: its `spin.toml` (or the
+    /// folder holding it), whose components are served on its routes.
     #[arg(value_name = "COMPONENT", env = "WASI_HOST_COMPONENT")]
     pub component: PathBuf,
 
@@ -255,8 +257,8 @@ pub struct ServeArgs {
 /// The validated settings `serve` runs with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// The component file to serve.
-    pub component: PathBuf,
+    /// The component or application to serve.
+    pub source: AppSource,
     /// Where to listen.
     pub addr: SocketAddr,
     /// Longest a request may run.
@@ -345,6 +347,12 @@ impl ServeArgs {
             }),
             None => None,
         };
+        let source = AppSource::from_path(&self.component);
+        ensure!(
+            matches!(source, AppSource::Component(_)) || self.allow_outbound.is_empty(),
+            "--allow-outbound does not apply to a Spin application: each component's \
+             `allowed_outbound_hosts` in the manifest says what it may reach"
+        );
         let addr = self
             .addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
@@ -363,7 +371,7 @@ impl ServeArgs {
             );
         }
         Ok(ServeConfig {
-            component: self.component,
+            source,
             addr,
             request_timeout: self.request_timeout,
             shutdown_timeout: self.shutdown_timeout,

@@ -348,6 +348,19 @@ fn pre_instantiate(
              {INCOMING_HANDLER} (it exports: {exports})"
         );
     }
+    let spin_only: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .filter(|name| is_spin_only(name))
+        .collect();
+    if !spin_only.is_empty() {
+        bail!(
+            "`{origin}` imports {}: Spin's own interfaces, which only Spin provides; \
+             this host runs components that use WASI alone",
+            spin_only.join(", ")
+        );
+    }
     let instance_pre = linker
         .instantiate_pre(component)
         .with_context(|| format!("`{origin}` imports something this host does not provide"))?;
@@ -426,6 +439,12 @@ fn is_incoming_handler(export: &str) -> bool {
     export
         .strip_prefix(INCOMING_HANDLER)
         .is_some_and(|version| version.is_empty() || version.starts_with("@0.2."))
+}
+
+/// Whether an import is one of Spin's own interfaces (key-value, SQLite, variables,
+/// Redis, …), named `fermyon:spin/…` or `spin:…`.
+fn is_spin_only(import: &str) -> bool {
+    import.starts_with("fermyon:spin/") || import.starts_with("spin:")
 }
 
 fn export_names(engine: &Engine, component: &Component) -> String {

@@ -44,6 +44,18 @@ impl GuestEnv {
         Ok(Self(vars.into()))
     }
 
+    /// These variables over `defaults` (a component's own environment, from its
+    /// manifest): the operator's values replace the component's, key by key.
+    pub fn over(&self, defaults: &[(String, String)]) -> Self {
+        let mut vars: Vec<(String, String)> = defaults
+            .iter()
+            .filter(|(key, _)| !self.0.iter().any(|(own, _)| own == key))
+            .cloned()
+            .collect();
+        vars.extend(self.0.iter().cloned());
+        Self(vars.into())
+    }
+
     /// The variables as `(KEY, VALUE)` pairs.
     pub fn vars(&self) -> &[(String, String)] {
         &self.0

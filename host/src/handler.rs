@@ -16,10 +16,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
-use crate::guest_env::GuestEnv;
 use crate::limits::InstanceLimits;
 use crate::metrics::{GuestFailure, Metrics};
-use crate::outbound::Outbound;
 use crate::reload::ActiveComponent;
 use crate::state::RequestState;
 
@@ -34,10 +32,6 @@ pub struct HandlerSettings {
     pub max_body_size: u64,
     /// What one instance may use.
     pub instance: InstanceLimits,
-    /// What guests may reach.
-    pub outbound: Arc<Outbound>,
-    /// What every guest finds in its environment.
-    pub guest_env: GuestEnv,
     /// Where instantiation times, rejections and guest failures are counted.
     pub metrics: Arc<Metrics>,
 }
@@ -55,6 +49,10 @@ pub struct Handler {
 enum Failure {
     /// The request cannot be handed to a guest at all.
     BadRequest(&'static str),
+    /// No route of the application matches the path.
+    NoRoute,
+    /// The guest's store could not be set up.
+    Setup(anyhow::Error),
     /// The request body is larger than allowed.
     BodyTooLarge,
     /// No slot came free.
@@ -123,7 +121,7 @@ impl Handler {
     async fn call_guest<B>(
         &self,
         request_id: u64,
-        request: Request<B>,
+        mut request: Request<B>,
         slot: Slot,
     ) -> Result<Response<ResponseBody>, Failure>
     where
@@ -132,16 +130,19 @@ impl Handler {
     {
         let deadline = Instant::now() + self.settings.request_timeout;
         // Taken once: a swap during this request does not change the code it runs.
-        let component = self.active.current();
-        let mut store = Store::new(
-            component.proxy.engine(),
-            RequestState::new(
-                request_id,
-                &self.settings.instance,
-                &self.settings.guest_env,
-                self.settings.outbound.hooks(request_id, deadline),
-            ),
-        );
+        let version = self.active.current();
+        let (index, routing_headers) = version.app.dispatch(&request).ok_or(Failure::NoRoute)?;
+        request.headers_mut().extend(routing_headers);
+        let component = version.app.component(index);
+        let state = RequestState::new(
+            request_id,
+            &self.settings.instance,
+            &component.env,
+            component.files.as_ref().map(|files| files.path()),
+            component.outbound.hooks(request_id, deadline),
+        )
+        .map_err(Failure::Setup)?;
+        let mut store = Store::new(component.proxy.engine(), state);
         store.limiter(|state| state.limits());
         // Every epoch tick a running guest yields to the other requests on this thread;
         // past the deadline, it is interrupted.
@@ -180,7 +181,8 @@ impl Handler {
         let task = async move {
             let run = async {
                 let instantiating = Instant::now();
-                let instance = component.proxy.instantiate_async(&mut store).await?;
+                let proxy = &version.app.component(index).proxy;
+                let instance = proxy.instantiate_async(&mut store).await?;
                 metrics.instantiated(instantiating.elapsed());
                 instance
                     .wasi_http_incoming_handler()
@@ -256,6 +258,11 @@ impl Failure {
     fn into_response(self, request_id: u64, version: Version) -> Response<ResponseBody> {
         let (status, message) = match self {
             Failure::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            Failure::NoRoute => (StatusCode::NOT_FOUND, "no route matches this path"),
+            Failure::Setup(error) => {
+                tracing::error!(request_id, "cannot set up the guest: {error:#}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
+            }
             Failure::BodyTooLarge => {
                 let mut response = plain_response(
                     StatusCode::PAYLOAD_TOO_LARGE,

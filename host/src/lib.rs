@@ -6,6 +6,8 @@
 
 pub mod admin;
 pub mod admission;
+pub mod app;
+pub mod app_files;
 pub mod body;
 pub mod cloud_logging;
 pub mod config;
@@ -19,8 +21,10 @@ pub mod metrics;
 pub mod metrics_server;
 pub mod outbound;
 pub mod reload;
+pub mod routes;
 pub mod server;
 pub mod shutdown;
+pub mod spin_manifest;
 pub mod state;
 pub mod telemetry;
 pub mod trace_context;

@@ -6,39 +6,39 @@
 //! threads before it is published; one that fails any of that is logged and dropped,
 //! and the old one keeps serving. Swaps are serialized, so generations only go up.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use arc_swap::ArcSwap;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::engine::{self, ComponentBytes, LoadedProxy};
+use crate::app::{App, AppBytes, AppSource, HostPolicy, LoadedApp};
+use crate::engine::ComponentBytes;
 use crate::metrics::Metrics;
 use crate::state::RequestState;
 
-/// One published version of the component.
+/// One published version of the code.
 pub struct Version {
-    /// The pre-instantiated component requests are served with.
-    pub proxy: ProxyPre<RequestState>,
+    /// The component, or the application's components, requests are served with.
+    pub app: App,
     /// 1 for the version loaded at startup, one more for each swap.
     pub generation: u64,
-    /// The SHA-256 of the bytes loaded, in lowercase hex. For the version loaded at
-    /// startup it is computed after the host starts serving, so that hashing a large
-    /// file never delays a cold start; until then (or if the file cannot be read
-    /// again) it is unset.
+    /// The SHA-256 of the bytes loaded, in lowercase hex (for a Spin application, of
+    /// its manifest, components and files together). For a component loaded at startup
+    /// it is computed after the host starts serving, so that hashing a large file never
+    /// delays a cold start; until then (or if the file cannot be read again) it is
+    /// unset.
     pub sha256: OnceLock<String>,
-    /// Where the bytes came from: a path, or an upload.
+    /// Where the bytes came from: a path, an upload, or a manifest.
     pub origin: String,
     /// When this version was published.
     pub activated_at: SystemTime,
 }
 
 /// A loaded version and its SHA-256, or `None` when the bytes are the active ones.
-type Loaded = wasmtime::Result<Option<(LoadedProxy, String)>>;
+type Loaded = Result<Option<(LoadedApp, String)>>;
 
 /// What made the host load a new version; it is named in the log line.
 #[derive(Debug, Clone, Copy)]
@@ -66,34 +66,36 @@ pub struct ActiveComponent {
     engine: Engine,
     linker: Linker<RequestState>,
     /// The file loaded at startup and reloaded on SIGHUP and `--watch`.
-    path: PathBuf,
+    source: AppSource,
+    /// What every component gets from the host.
+    policy: Arc<HostPolicy>,
     swap_lock: tokio::sync::Mutex<()>,
     /// Where the active generation is shown.
     metrics: Arc<Metrics>,
 }
 
 impl ActiveComponent {
-    /// Loads generation 1 from `path`. This blocks: it runs before the port is bound.
+    /// Loads generation 1 from `source`. This blocks: it runs before the port is bound.
     pub fn load(
         engine: Engine,
         linker: Linker<RequestState>,
-        path: PathBuf,
+        source: AppSource,
+        policy: HostPolicy,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        let bytes = ComponentBytes::read(&path)?;
-        let loaded = engine::load_proxy(&engine, &linker, bytes)?;
+        let loaded = AppBytes::read(&source)?.load(&engine, &linker, &policy)?;
         let version = Arc::new(Version {
-            proxy: loaded.proxy,
+            app: loaded.app,
             generation: 1,
             sha256: OnceLock::new(),
-            origin: loaded.bytes.origin().to_owned(),
+            origin: loaded.origin,
             activated_at: SystemTime::now(),
         });
         tracing::info!("serving generation 1: `{}`", version.origin);
         let hashed = version.clone();
         std::thread::Builder::new()
             .name("sha256".into())
-            .spawn(move || match loaded.bytes.sha256() {
+            .spawn(move || match loaded.digest.compute() {
                 // Published before it is logged, so whoever reads the log line finds it.
                 Ok(sha256) => tracing::info!(
                     "generation 1 has sha256 {}",
@@ -108,7 +110,8 @@ impl ActiveComponent {
             current: ArcSwap::new(version),
             engine,
             linker,
-            path,
+            source,
+            policy: Arc::new(policy),
             swap_lock: tokio::sync::Mutex::new(()),
             metrics,
         })
@@ -119,17 +122,31 @@ impl ActiveComponent {
         self.current.load_full()
     }
 
-    /// Reads the component file again and, if it changed, publishes it.
-    pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
-        let path = self.path.clone();
-        self.swap(trigger, move || ComponentBytes::read(&path))
-            .await
+    /// The configured source: what SIGHUP and `--watch` reload.
+    pub fn source(&self) -> &AppSource {
+        &self.source
     }
 
-    /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`.
+    /// Reads the source again and, if it changed, publishes it.
+    pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
+        let source = self.source.clone();
+        self.swap(trigger, move || AppBytes::read(&source)).await
+    }
+
+    /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`. A host
+    /// serving a Spin application refuses it: the application is its manifest.
     pub async fn upload(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Version>, SwapError> {
+        if let AppSource::Manifest(manifest) = &self.source {
+            return Err(SwapError::Rejected(anyhow!(
+                "this host serves the Spin application `{}`; change it there and reload \
+                 (SIGHUP or --watch) instead of uploading a component",
+                manifest.display()
+            )));
+        }
         self.swap(Trigger::Upload, move || {
-            ComponentBytes::uploaded(bytes, origin)
+            Ok(AppBytes::Component(ComponentBytes::uploaded(
+                bytes, origin,
+            )?))
         })
         .await
     }
@@ -137,12 +154,13 @@ impl ActiveComponent {
     async fn swap(
         &self,
         trigger: Trigger,
-        read: impl FnOnce() -> wasmtime::Result<ComponentBytes> + Send + 'static,
+        read: impl FnOnce() -> Result<AppBytes> + Send + 'static,
     ) -> Result<Arc<Version>, SwapError> {
         let _serialized = self.swap_lock.lock().await;
         let old = self.current();
         let engine = self.engine.clone();
         let linker = self.linker.clone();
+        let policy = self.policy.clone();
         let current = old.clone();
         // Compiling takes milliseconds to seconds of CPU: keep it off the threads that
         // serve requests.
@@ -152,19 +170,19 @@ impl ActiveComponent {
             if current.sha256.get() == Some(&sha256) {
                 return Ok(None);
             }
-            let origin = bytes.origin().to_owned();
-            let loaded = engine::load_proxy(&engine, &linker, bytes)?;
+            let origin = bytes.origin();
+            let loaded = bytes.load(&engine, &linker, &policy)?;
             // A precompiled file that did not fit was replaced by its `.wasm`.
-            let sha256 = if loaded.bytes.origin() == origin {
+            let sha256 = if loaded.origin == origin {
                 sha256
             } else {
-                loaded.bytes.sha256()?
+                loaded.digest.compute()?
             };
             Ok(Some((loaded, sha256)))
         })
         .await
         .context("the loading task failed")
-        .and_then(|loaded| loaded.map_err(anyhow::Error::from));
+        .and_then(|loaded| loaded);
         let (loaded, sha256) = match loaded {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
@@ -185,10 +203,10 @@ impl ActiveComponent {
             }
         };
         let version = Arc::new(Version {
-            proxy: loaded.proxy,
+            app: loaded.app,
             generation: old.generation + 1,
             sha256: OnceLock::from(sha256),
-            origin: loaded.bytes.origin().to_owned(),
+            origin: loaded.origin,
             activated_at: SystemTime::now(),
         });
         self.current.store(version.clone());

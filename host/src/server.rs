@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::admin::{self, Admin};
 use crate::admission::Admission;
+use crate::app::{AppSource, HostPolicy};
 use crate::config::ServeConfig;
 use crate::engine;
 use crate::exchange::{ObservedBody, Observer};
@@ -50,24 +51,28 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let linker = engine::build_linker(&engine)?;
     let metrics = Arc::new(Metrics::new());
     // Every load error surfaces here, before the port is bound.
+    let policy = HostPolicy {
+        guest_env: config.guest_env.clone(),
+        outbound: config.outbound.clone(),
+        shared_outbound: Arc::new(Outbound::new(&config.outbound)),
+    };
     let active = Arc::new(ActiveComponent::load(
         engine.clone(),
         linker,
-        config.component.clone(),
+        config.source.clone(),
+        policy,
         metrics.clone(),
     )?);
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     reload::reload_on_hangup(active.clone())?;
     if config.watch {
-        watch::spawn_watcher(active.clone(), &config.component)?;
+        watch::spawn_watcher(active.clone())?;
     }
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
         instance: config.instance.clone(),
-        outbound: Arc::new(Outbound::new(&config.outbound)),
-        guest_env: config.guest_env.clone(),
         metrics: metrics.clone(),
     };
     let handler = Arc::new(Handler::new(active.clone(), settings, admission.clone()));
@@ -106,8 +111,12 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    tracing::info!("outbound: {}", config.outbound);
-    tracing::info!(component = %config.component.display(), "listening on http://{local}/");
+    if let AppSource::Component(path) = &config.source {
+        tracing::info!("outbound: {}", config.outbound);
+        tracing::info!(component = %path.display(), "listening on http://{local}/");
+    } else {
+        tracing::info!(app = %config.source.path().display(), "listening on http://{local}/");
+    }
 
     // The component is loaded before the port is bound, so once the probe path answers
     // the instance is ready for traffic.

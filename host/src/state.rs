@@ -2,9 +2,12 @@
 //! resource table both share. A new one is built for every request and dropped with it,
 //! so no state leaks from one request to the next.
 
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guest_env::GuestEnv;
@@ -22,29 +25,37 @@ pub struct RequestState {
 }
 
 impl RequestState {
-    /// A fresh state for request `request_id`: `env` as its environment, no arguments, no
-    /// files, no sockets; stdout and stderr go to the host's log, tagged with the request;
-    /// outgoing HTTP requests go through `outbound`, the host's egress policy.
+    /// A fresh state for request `request_id`: `env` as its environment, no arguments,
+    /// no sockets, and no files but `files`, read-only at `/`, if given; stdout and
+    /// stderr go to the host's log, tagged with the request; outgoing HTTP requests go
+    /// through `outbound`, the egress policy of the component.
     pub fn new(
         request_id: u64,
         limits: &InstanceLimits,
         env: &GuestEnv,
+        files: Option<&Path>,
         outbound: OutboundHooks,
-    ) -> Self {
-        let wasi = WasiCtx::builder()
-            .envs(env.vars())
+    ) -> Result<Self> {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(env.vars())
             .stdout(GuestOutput::new(Stream::Stdout, request_id))
-            .stderr(GuestOutput::new(Stream::Stderr, request_id))
-            .build();
+            .stderr(GuestOutput::new(Stream::Stderr, request_id));
+        if let Some(files) = files {
+            wasi.preopened_dir(files, "/", FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("cannot open the component's files in `{}`", files.display())
+                })?;
+        }
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.max_resources);
-        Self {
-            wasi,
+        Ok(Self {
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
             limits: limits.store_limits(),
             outbound,
-        }
+        })
     }
 
     /// The memory and table caps the store's limiter enforces.

@@ -1,6 +1,7 @@
-//! `--watch`: reload the component when its file changes on disk.
+//! `--watch`: reload the component when its file changes on disk, or a Spin application
+//! when its manifest or one of its component files does.
 //!
-//! The folder is watched rather than the file, so that every way of replacing a file is
+//! Folders are watched rather than files, so that every way of replacing a file is
 //! seen: a write in place, a write to a temporary file renamed over it, and the symlink
 //! swap Kubernetes does for mounted volumes. Events are debounced: a reload starts only
 //! once the folder has been quiet for [`QUIET_PERIOD`], so a file still being written is
@@ -8,7 +9,7 @@
 //! rejected like any bad version, and the write's last event brings the finished file.
 //! A file whose bytes did not change is not reloaded.
 
-use std::path::Path;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,15 +22,18 @@ use crate::reload::{ActiveComponent, Trigger};
 /// How long the folder must see no change before the component is read.
 const QUIET_PERIOD: Duration = Duration::from_millis(200);
 
-/// Starts watching the folder of the component file; the watch lasts as long as the
-/// process.
-pub fn spawn_watcher(active: Arc<ActiveComponent>, path: &Path) -> Result<()> {
-    let path = std::path::absolute(path)
-        .with_context(|| format!("cannot resolve `{}`", path.display()))?;
-    let folder = path
-        .parent()
-        .context("the component path has no parent folder")?
-        .to_path_buf();
+/// Starts watching the folders of the files the active version was read from; the
+/// watch lasts as long as the process.
+pub fn spawn_watcher(active: Arc<ActiveComponent>) -> Result<()> {
+    let mut folders = BTreeSet::new();
+    for path in active.current().app.source_files(active.source()) {
+        let path = std::path::absolute(&path)
+            .with_context(|| format!("cannot resolve `{}`", path.display()))?;
+        let folder = path
+            .parent()
+            .with_context(|| format!("`{}` has no parent folder", path.display()))?;
+        folders.insert(folder.to_path_buf());
+    }
     let (changes_tx, mut changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut debouncer = new_debouncer(QUIET_PERIOD, move |result: DebounceEventResult| {
         match result {
@@ -43,11 +47,16 @@ pub fn spawn_watcher(active: Arc<ActiveComponent>, path: &Path) -> Result<()> {
         }
     })
     .context("cannot start watching files")?;
-    debouncer
-        .watcher()
-        .watch(&folder, RecursiveMode::NonRecursive)
-        .with_context(|| format!("cannot watch `{}`", folder.display()))?;
-    tracing::info!("watching `{}` for changes", path.display());
+    for folder in &folders {
+        debouncer
+            .watcher()
+            .watch(folder, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch `{}`", folder.display()))?;
+    }
+    tracing::info!(
+        "watching `{}` for changes",
+        active.source().path().display()
+    );
     tokio::spawn(async move {
         // The debouncer stops when dropped: it lives as long as this task.
         let _debouncer = debouncer;

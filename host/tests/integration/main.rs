@@ -10,6 +10,7 @@ mod outbound;
 mod portability;
 mod precompile;
 mod serve;
+mod spin;
 mod startup_errors;
 mod swap;
 mod util;

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::util::{TestServer, client, guests, serve_refused};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+pub const TOKEN: &str = "test-admin-token-0123456789";
 const CONNECTIONS: usize = 64;
 const SWAPS: usize = 50;
 
@@ -157,7 +157,7 @@ fn component_copy() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String) {
+pub fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String) {
     let mut all_flags = vec!["--admin-addr", "127.0.0.1:0"];
     all_flags.extend_from_slice(flags);
     let server =
@@ -172,7 +172,7 @@ fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String) {
     (server, admin)
 }
 
-async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> reqwest::Response {
+pub async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> reqwest::Response {
     let mut request = client().put(admin).body(bytes);
     if let Some(token) = token {
         request = request.bearer_auth(token);

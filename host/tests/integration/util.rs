@@ -27,6 +27,8 @@ pub struct Guests {
     pub command: PathBuf,
     /// An HTTP handler that imports an interface no host provides.
     pub unsupported_import: PathBuf,
+    /// The same handler importing Spin's key-value interface instead.
+    pub spin_import: PathBuf,
 }
 
 /// The workspace root.
@@ -61,9 +63,16 @@ fn build_guests() -> Guests {
         Command::new(&cargo)
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "testbed", "--features", "v2", "--target-dir"])
+            .args(["-p", "testbed", "--features", "v2"])
+            .args([
+                "-p",
+                "unsupported-import",
+                "--features",
+                "unsupported-import/spin",
+            ])
+            .arg("--target-dir")
             .arg(&v2_dir),
-        "the testbed guest's v2 build",
+        "the guests' feature builds",
     );
     let component_dir = target_dir.join("cargo-component");
     run_build(
@@ -91,6 +100,7 @@ fn build_guests() -> Guests {
         testbed_v2: v2_dir.join("wasm32-wasip2/release/testbed.wasm"),
         command: wasip2.join("command.wasm"),
         unsupported_import: wasip2.join("unsupported_import.wasm"),
+        spin_import: v2_dir.join("wasm32-wasip2/release/unsupported_import.wasm"),
     }
 }
 

@@ -1,7 +1,8 @@
 //! A guest with one route per behaviour the host's tests need: echoing, streaming,
 //! outbound calls, every way of misbehaving (trap, loop, memory hog, no response,
-//! sleeping), and which build it is (`/build`, and an `x-testbed-build` header on every
-//! response).
+//! sleeping), reading its files (`/file`), and which build it is (`/build`, and an
+//! `x-testbed-build` header on every response). Behind a Spin route it routes on the
+//! part of the path below that route (`spin-path-info`), as Spin SDK routers do.
 
 use std::io::Write as _;
 
@@ -23,7 +24,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
         let (path, query) = path_with_query
             .split_once('?')
             .unwrap_or((&path_with_query, ""));
-        match path {
+        let path_info = request
+            .headers()
+            .get("spin-path-info")
+            .into_iter()
+            .next()
+            .and_then(|value| String::from_utf8(value).ok())
+            .filter(|info| !info.is_empty());
+        match path_info.as_deref().unwrap_or(path) {
             "/echo" => echo(request, response_out, query),
             "/fetch" => fetch(request, response_out, query),
             "/consume" => {
@@ -89,6 +97,17 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
                 }
             }
             "/no-response" => drop(response_out),
+            "/file" => {
+                let file = query.strip_prefix("path=").unwrap_or_default();
+                match std::fs::read(file) {
+                    Ok(bytes) => respond_with(response_out, 200, &[], |out| {
+                        out.write_all(&bytes).expect("write");
+                    }),
+                    Err(error) => respond_with(response_out, 404, &[], |out| {
+                        write!(out, "{file}: {error}").expect("write");
+                    }),
+                }
+            }
             "/build" => respond_with(response_out, 200, &[], |out| {
                 out.write_all(BUILD.as_bytes()).expect("write");
             }),
@@ -112,7 +131,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
 }
 
 /// Answers with `?status=` (default 200), the method and path in `x-echo-*` headers,
-/// every `x-*` request header copied back, and the request body streamed back.
+/// every `x-*` and `spin-*` request header copied back, and the request body streamed
+/// back.
 fn echo(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
     let status = param(query, "status").unwrap_or(200) as u16;
     let mut headers: Vec<(String, Vec<u8>)> = vec![
@@ -127,7 +147,7 @@ fn echo(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
             .headers()
             .entries()
             .into_iter()
-            .filter(|(name, _)| name.starts_with("x-")),
+            .filter(|(name, _)| name.starts_with("x-") || name.starts_with("spin-")),
     );
     let body = request.consume().expect("request body");
     let input = body.stream().expect("request stream");

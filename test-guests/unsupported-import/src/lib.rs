@@ -1,6 +1,8 @@
 //! An HTTP handler that also imports `test:unsupported/secrets`, an interface no
-//! wasi:http host provides: a host must refuse it at load time.
+//! wasi:http host provides: a host must refuse it at load time. With the `spin` feature it
+//! imports Spin's `fermyon:spin/key-value@2.0.0` instead, which only Spin provides.
 
+#[cfg(not(feature = "spin"))]
 wit_bindgen::generate!({
     inline: r#"
         package test:unsupported;
@@ -13,6 +15,24 @@ wit_bindgen::generate!({
     "#,
 });
 
+#[cfg(feature = "spin")]
+wit_bindgen::generate!({
+    inline: r#"
+        package fermyon:spin@2.0.0;
+        interface key-value {
+            get: func() -> string;
+        }
+        world needs-key-value {
+            import key-value;
+        }
+    "#,
+});
+
+#[cfg(feature = "spin")]
+use fermyon::spin::key_value::get as imported_secret;
+#[cfg(not(feature = "spin"))]
+use test::unsupported::secrets::get as imported_secret;
+
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
 struct Handler;
@@ -20,7 +40,7 @@ struct Handler;
 impl wasip2::exports::http::incoming_handler::Guest for Handler {
     fn handle(_request: IncomingRequest, response_out: ResponseOutparam) {
         // Calling the import keeps it in the component; an unused one is linked away.
-        let secret = test::unsupported::secrets::get();
+        let secret = imported_secret();
         let response = OutgoingResponse::new(Fields::new());
         let body = response.body().expect("body");
         ResponseOutparam::set(response_out, Ok(response));

@@ -1,0 +1,356 @@
+//! Spin application manifests: a `spin.toml` with several components is served on its
+//! routes, each component with its own environment, files and outbound rules; what
+//! needs Spin itself is refused at startup by name; the hello guest's own `spin.toml`
+//! serves the hello; and an application is swapped as a whole.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::swap::{TOKEN, put_component, start_with_admin};
+use crate::util::{TestServer, assert_hello, client, guests, serve_refused, wait_for, workspace};
+
+/// A folder holding a manifest and the files it names.
+struct AppFolder {
+    folder: tempfile::TempDir,
+}
+
+impl AppFolder {
+    fn new(manifest: &str) -> Self {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let app = Self { folder };
+        app.write("spin.toml", manifest);
+        app
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let path = self.folder.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.folder.path().join("spin.toml")
+    }
+}
+
+/// A TOML string holding `path`.
+fn quoted(path: &Path) -> String {
+    format!("{:?}", path.to_str().expect("utf-8 path"))
+}
+
+/// The shop: the hello at `/` exactly; `api` (testbed v1, with environment, files and
+/// one allowed origin) under `/api/...` and at `/users/:id/...`; `fallback` (testbed
+/// v2, with nothing) for every other path.
+fn shop(allowed_origin: &str) -> AppFolder {
+    let guests = guests();
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+
+[application]
+name = "shop"
+version = "1.0.0"
+
+[[trigger.http]]
+route = "/"
+component = "hello"
+
+[[trigger.http]]
+route = "/api/..."
+component = "api"
+
+[[trigger.http]]
+route = "/users/:id/..."
+component = "api"
+
+[[trigger.http]]
+route = "/..."
+component = "fallback"
+
+[component.hello]
+source = {hello}
+
+[component.api]
+source = {testbed}
+environment = {{ GREETING = "hi", MODE = "manifest" }}
+files = ["static/*.txt", {{ source = "assets", destination = "/pictures" }}]
+exclude_files = ["static/secret.txt"]
+allowed_outbound_hosts = ["{allowed_origin}"]
+[component.api.build]
+command = "cargo build --release --target wasm32-wasip2"
+
+[component.fallback]
+source = {testbed_v2}
+"#,
+        hello = quoted(&guests.hello),
+        testbed = quoted(&guests.testbed),
+        testbed_v2 = quoted(&guests.testbed_v2),
+    );
+    let app = AppFolder::new(&manifest);
+    app.write("static/a.txt", "static file");
+    app.write("static/secret.txt", "excluded");
+    app.write("assets/cat.txt", "a picture of a cat");
+    app
+}
+
+/// The status, `x-testbed-build` header and body of `GET path`.
+async fn get(server: &TestServer, path: &str) -> (StatusCode, String, String) {
+    let response = client().get(server.url(path)).send().await.expect("GET");
+    let status = response.status();
+    let build = response
+        .headers()
+        .get("x-testbed-build")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, build, response.text().await.expect("body"))
+}
+
+/// A loopback origin nothing listens on: connecting to it is refused at once.
+fn closed_origin() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+#[tokio::test]
+async fn a_manifest_with_three_components_routes_each_path_to_its_component() {
+    let origin = closed_origin();
+    let app = shop(&origin);
+    let server = TestServer::start_with(&app.manifest(), &["--env", "MODE=operator"]);
+    server.assert_logged(
+        "application `shop`: / -> hello, /api/... -> api, /users/:id/... -> api, /... -> fallback",
+    );
+
+    let (status, _, body) = get(&server, "/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "Hello, World!"));
+    // Below a wildcard route the testbed routes on `spin-path-info`.
+    assert_eq!(get(&server, "/api/build").await.2, "v1");
+    assert_eq!(get(&server, "/build").await.2, "v2", "the `/...` fallback");
+    assert_eq!(
+        get(&server, "/api").await.1,
+        "v1",
+        "`/api/...` matches `/api`"
+    );
+
+    let response = client()
+        .get(server.url("/users/42/echo?x=1"))
+        .send()
+        .await
+        .expect("GET");
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("x-testbed-build"), "v1");
+    assert_eq!(header("spin-path-match-id"), "42");
+    assert_eq!(header("spin-path-info"), "/echo");
+    assert_eq!(header("spin-matched-route"), "/users/:id/...");
+    assert_eq!(header("spin-component-route"), "/users/:id");
+    assert_eq!(
+        header("x-echo-path"),
+        "/users/42/echo?x=1",
+        "the full path reaches the guest"
+    );
+    assert!(header("spin-full-url").ends_with("/users/42/echo?x=1"));
+}
+
+#[tokio::test]
+async fn each_component_has_its_own_environment_files_and_outbound_rules() {
+    let origin = closed_origin();
+    let app = shop(&origin);
+    let server = TestServer::start_with(&app.manifest(), &["--env", "MODE=operator"]);
+    server.assert_logged(&format!("component `api`: outbound allowed to {origin}"));
+    server.assert_logged("component `fallback`: outbound denied");
+
+    let env = get(&server, "/api/env").await.2;
+    assert!(env.contains("GREETING=hi\n"), "{env}");
+    assert!(
+        env.contains("MODE=operator\n"),
+        "--env wins over the manifest: {env}"
+    );
+    let env = get(&server, "/env").await.2;
+    assert!(
+        !env.contains("GREETING"),
+        "the fallback has no environment: {env}"
+    );
+
+    let file = |path: &str| format!("/api/file?path={path}");
+    assert_eq!(get(&server, &file("/static/a.txt")).await.2, "static file");
+    assert_eq!(
+        get(&server, &file("/pictures/cat.txt")).await.2,
+        "a picture of a cat"
+    );
+    assert_eq!(
+        get(&server, &file("/static/secret.txt")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&server, &file("/spin.toml")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&server, "/file?path=/static/a.txt").await.0,
+        StatusCode::NOT_FOUND,
+        "the fallback sees no files"
+    );
+    // The originals may change: a version sees the files it was loaded with.
+    app.write("static/a.txt", "changed on disk");
+    assert_eq!(get(&server, &file("/static/a.txt")).await.2, "static file");
+
+    let (status, _, body) = get(&server, &format!("/api/fetch?url={origin}/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        body.contains("ConnectionRefused"),
+        "allowed, so it connected: {body}"
+    );
+    let (status, _, body) = get(&server, &format!("/fetch?url={origin}/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+}
+
+#[tokio::test]
+async fn a_path_no_route_matches_gets_404_from_the_host() {
+    let hello = quoted(&guests().hello);
+    let app = AppFolder::new(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"one\"\n\
+         [[trigger.http]]\nroute = \"/hello\"\ncomponent = {{ source = {hello} }}\n"
+    ));
+    let server = TestServer::start(&app.manifest());
+    let (status, _, body) = get(&server, "/other").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::NOT_FOUND, "no route matches this path\n")
+    );
+    assert_eq!(get(&server, "/hello/more").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&server, "/hello").await.0,
+        StatusCode::NOT_FOUND,
+        "the hello's own 404"
+    );
+    let response = client()
+        .get(server.url("/.well-known/wasi-host/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the probe path is the host's"
+    );
+}
+
+#[test]
+fn what_needs_spin_is_refused_at_startup_by_name() {
+    let testbed = quoted(&guests().testbed);
+    let manifest = |trigger: &str, component: &str| {
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"a\"\n{trigger}\n\
+             [component.c]\nsource = {testbed}\n{component}\n"
+        )
+    };
+    for (text, named) in [
+        (
+            manifest(
+                "[[trigger.redis]]\nchannel = \"orders\"\ncomponent = \"c\"",
+                "",
+            ),
+            "`[[trigger.redis]]` triggers need Spin",
+        ),
+        (
+            manifest(
+                "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"",
+                "key_value_stores = [\"default\"]",
+            ),
+            "component `c` uses key-value stores (`key_value_stores`)",
+        ),
+        (
+            manifest(
+                "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\nexecutor = { type = \"wagi\" }",
+                "",
+            ),
+            "executor",
+        ),
+        (
+            "spin_manifest_version = \"1\"\nname = \"a\"\n".to_owned(),
+            "version 1 manifest",
+        ),
+    ] {
+        let app = AppFolder::new(&text);
+        let stderr = serve_refused(&app.manifest(), &[], &[]);
+        assert!(stderr.contains(named), "{named}: {stderr}");
+        assert!(stderr.contains("spin.toml"), "names the manifest: {stderr}");
+    }
+
+    let spin_import = quoted(&guests().spin_import);
+    let app = AppFolder::new(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"kv\"\n\
+         [component.kv]\nsource = {spin_import}\n"
+    ));
+    let stderr = serve_refused(&app.manifest(), &[], &[]);
+    assert!(stderr.contains("component `kv`"), "{stderr}");
+    assert!(stderr.contains("fermyon:spin/key-value@2.0.0"), "{stderr}");
+    assert!(stderr.contains("only Spin provides"), "{stderr}");
+    let stderr = serve_refused(&guests().spin_import, &[], &[]);
+    assert!(stderr.contains("only Spin provides"), "alone too: {stderr}");
+
+    let stderr = serve_refused(
+        &shop("http://127.0.0.1:1").manifest(),
+        &["--allow-outbound", "https://example.com"],
+        &[],
+    );
+    assert!(stderr.contains("allowed_outbound_hosts"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_hello_guests_own_manifest_serves_the_hello() {
+    let shipped =
+        std::fs::read_to_string(workspace().join("guest/spin.toml")).expect("guest/spin.toml");
+    // Spin builds the guest where the manifest points; the tests build it elsewhere.
+    let source = r#"source = "../target/wasm32-wasip2/release/hello.wasm""#;
+    assert!(shipped.contains(source), "{shipped}");
+    let app =
+        AppFolder::new(&shipped.replace(source, &format!("source = {}", quoted(&guests().hello))));
+    let server = TestServer::start(&app.manifest());
+    assert_hello(&server).await;
+}
+
+#[tokio::test]
+async fn an_application_is_swapped_whole_and_not_by_upload() {
+    let app = shop(&closed_origin());
+    let (server, admin) = start_with_admin(&app.manifest(), &[]);
+    assert_eq!(get(&server, "/api/build").await.2, "v1");
+
+    let manifest = std::fs::read_to_string(app.manifest()).unwrap();
+    let v2 = manifest.replacen(&quoted(&guests().testbed), &quoted(&guests().testbed_v2), 1);
+    assert_ne!(v2, manifest);
+    app.write("spin.toml", &v2);
+    server.signal("HUP");
+    let swapped = wait_for(Duration::from_secs(30), || {
+        server.log().contains("swapped: generation 2").then_some(())
+    });
+    assert!(swapped.is_some(), "{}", server.log());
+    assert_eq!(get(&server, "/api/build").await.2, "v2");
+    assert_eq!(get(&server, "/").await.2, "Hello, World!");
+
+    // An edit that breaks the application is rejected whole; the old one serves on.
+    app.write(
+        "spin.toml",
+        &v2.replace(
+            "route = \"/api/...\"",
+            "route = \"/api/...\"\nexecutor = { type = \"wagi\" }",
+        ),
+    );
+    server.signal("HUP");
+    let rejected = wait_for(Duration::from_secs(30), || {
+        server
+            .log()
+            .contains("rejected the new component")
+            .then_some(())
+    });
+    assert!(rejected.is_some(), "{}", server.log());
+    assert_eq!(get(&server, "/api/build").await.2, "v2");
+
+    let testbed = std::fs::read(&guests().testbed).unwrap();
+    let response = put_component(&admin, Some(TOKEN), testbed).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.text().await.unwrap().contains("Spin application"));
+}
