@@ -63,7 +63,7 @@ impl GuestEnv {
 }
 
 /// A portable variable name (POSIX): a letter or `_`, then letters, digits or `_`.
-fn is_valid_key(key: &str) -> bool {
+pub fn is_valid_key(key: &str) -> bool {
     let mut chars = key.chars();
     chars
         .next()

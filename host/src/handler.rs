@@ -16,7 +16,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::admission::{Admission, Rejection, Slot};
 use crate::body::{LimitedBody, ResponseBody};
-use crate::limits::InstanceLimits;
+use crate::limits::{FIRST_SLICE_TICKS, InstanceLimits};
 use crate::metrics::{GuestFailure, Metrics};
 use crate::reload::ActiveComponent;
 use crate::state::RequestState;
@@ -144,8 +144,8 @@ impl Handler {
         .map_err(Failure::Setup)?;
         let mut store = Store::new(component.proxy.engine(), state);
         store.limiter(|state| state.limits());
-        // Every epoch tick a running guest yields to the other requests on this thread;
-        // past the deadline, it is interrupted.
+        // After its first slice, a running guest yields to the other requests on this
+        // thread at every epoch tick; past the deadline, it is interrupted.
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
                 UpdateDeadline::Interrupt
@@ -153,7 +153,7 @@ impl Handler {
                 UpdateDeadline::Yield(1)
             })
         });
-        store.set_epoch_deadline(1);
+        store.set_epoch_deadline(FIRST_SLICE_TICKS);
 
         let body_too_large = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {

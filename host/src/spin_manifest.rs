@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::guest_env::is_valid_key;
 use crate::outbound::OutboundPattern;
 
 /// The file name `spin up` looks for in a folder.
@@ -364,7 +365,7 @@ impl ComponentTable {
             .collect::<Result<_>>()?;
         for key in self.environment.keys() {
             ensure!(
-                is_variable_name(key),
+                is_valid_key(key),
                 "component `{id}`: `{key}` is not an environment variable name"
             );
         }
@@ -447,14 +448,6 @@ fn file_spec(id: &str, entry: FileEntry, folder: &Path) -> Result<FileSpec> {
 fn is_relative_inside(path: &Path) -> bool {
     path.components()
         .all(|part| matches!(part, Component::Normal(_) | Component::CurDir))
-}
-
-fn is_variable_name(key: &str) -> bool {
-    let mut chars = key.chars();
-    chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
