@@ -5,8 +5,11 @@
 //! request. A new version is read, compiled, linked and pre-instantiated off the async
 //! threads before it is published; one that fails any of that is logged and dropped,
 //! and the old one keeps serving. Swaps are serialized, so generations only go up.
+//!
+//! A reload reads the component again from where it came from: its file, or its
+//! registry reference, pulled again (the new bytes are downloaded only if the reference
+//! now names other bytes).
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -18,6 +21,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{self, ComponentBytes, LoadedProxy};
 use crate::metrics::Metrics;
+use crate::registry::{ComponentReference, ComponentSource, Registry};
 use crate::state::RequestState;
 
 /// One published version of the component.
@@ -31,7 +35,8 @@ pub struct Version {
     /// file never delays a cold start; until then (or if the file cannot be read
     /// again) it is unset.
     pub sha256: OnceLock<String>,
-    /// Where the bytes came from: a path, or an upload.
+    /// Where the bytes came from: a path, an upload, or a registry reference pinned to
+    /// its manifest's digest.
     pub origin: String,
     /// When this version was published.
     pub activated_at: SystemTime,
@@ -49,6 +54,8 @@ pub enum Trigger {
     Hangup,
     /// An upload to the admin endpoint.
     Upload,
+    /// A new registry reference sent to the admin endpoint.
+    NewReference,
 }
 
 /// Why a swap did not publish a new version.
@@ -65,23 +72,34 @@ pub struct ActiveComponent {
     current: ArcSwap<Version>,
     engine: Engine,
     linker: Linker<RequestState>,
-    /// The file loaded at startup and reloaded on SIGHUP and `--watch`.
-    path: PathBuf,
-    swap_lock: tokio::sync::Mutex<()>,
+    /// Where reloads (SIGHUP, `--watch`) read the component. It is locked for the
+    /// whole of every swap, which serializes them.
+    source: tokio::sync::Mutex<ComponentSource>,
+    /// Where registry references are pulled from.
+    registry: Registry,
     /// Where the active generation is shown.
     metrics: Arc<Metrics>,
 }
 
 impl ActiveComponent {
-    /// Loads generation 1 from `path`. This blocks: it runs before the port is bound.
-    pub fn load(
+    /// Loads generation 1 from `source`, before the port is bound.
+    pub async fn load(
         engine: Engine,
         linker: Linker<RequestState>,
-        path: PathBuf,
+        source: ComponentSource,
+        registry: Registry,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        let bytes = ComponentBytes::read(&path)?;
-        let loaded = engine::load_proxy(&engine, &linker, bytes)?;
+        let bytes = match &source {
+            ComponentSource::File(path) => ComponentBytes::read(path)?,
+            ComponentSource::Registry(reference) => registry.pull(reference).await?,
+        };
+        let (compile_engine, compile_linker) = (engine.clone(), linker.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            engine::load_proxy(&compile_engine, &compile_linker, bytes)
+        })
+        .await
+        .context("the loading task failed")??;
         let version = Arc::new(Version {
             proxy: loaded.proxy,
             generation: 1,
@@ -108,8 +126,8 @@ impl ActiveComponent {
             current: ArcSwap::new(version),
             engine,
             linker,
-            path,
-            swap_lock: tokio::sync::Mutex::new(()),
+            source: tokio::sync::Mutex::new(source),
+            registry,
             metrics,
         })
     }
@@ -119,27 +137,69 @@ impl ActiveComponent {
         self.current.load_full()
     }
 
-    /// Reads the component file again and, if it changed, publishes it.
+    /// Reads the component again from its source and, if it changed, publishes it.
     pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
-        let path = self.path.clone();
-        self.swap(trigger, move || ComponentBytes::read(&path))
-            .await
+        let source = self.source.lock().await;
+        match &*source {
+            ComponentSource::File(path) => {
+                let path = path.clone();
+                self.swap(trigger, move || ComponentBytes::read(&path))
+                    .await
+            }
+            ComponentSource::Registry(reference) => self.pull(trigger, reference).await,
+        }
     }
 
     /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`.
     pub async fn upload(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Version>, SwapError> {
+        let _serialized = self.source.lock().await;
         self.swap(Trigger::Upload, move || {
             ComponentBytes::uploaded(bytes, origin)
         })
         .await
     }
 
+    /// Pulls `reference` and publishes it; unless it is rejected, it becomes the source
+    /// later reloads pull.
+    pub async fn pull_reference(
+        &self,
+        reference: ComponentReference,
+    ) -> Result<Arc<Version>, SwapError> {
+        let mut source = self.source.lock().await;
+        let outcome = self.pull(Trigger::NewReference, &reference).await;
+        if !matches!(outcome, Err(SwapError::Rejected(_))) {
+            *source = ComponentSource::Registry(reference);
+        }
+        outcome
+    }
+
+    /// Pulls `reference` and publishes it if it names other bytes than the active
+    /// version's. The caller holds the `source` lock.
+    async fn pull(
+        &self,
+        trigger: Trigger,
+        reference: &ComponentReference,
+    ) -> Result<Arc<Version>, SwapError> {
+        let old = self.current();
+        let resolved = match self.registry.resolve(reference).await {
+            Ok(resolved) => resolved,
+            Err(error) => return Err(rejected(trigger, &old, error)),
+        };
+        if old.sha256.get().map(String::as_str) == Some(resolved.sha256()) {
+            return Err(unchanged(trigger, &old));
+        }
+        match self.registry.fetch(&resolved).await {
+            Ok(bytes) => self.swap(trigger, move || Ok(bytes)).await,
+            Err(error) => Err(rejected(trigger, &old, error)),
+        }
+    }
+
+    /// Loads what `read` returns and publishes it. The caller holds the `source` lock.
     async fn swap(
         &self,
         trigger: Trigger,
         read: impl FnOnce() -> wasmtime::Result<ComponentBytes> + Send + 'static,
     ) -> Result<Arc<Version>, SwapError> {
-        let _serialized = self.swap_lock.lock().await;
         let old = self.current();
         let engine = self.engine.clone();
         let linker = self.linker.clone();
@@ -167,22 +227,8 @@ impl ActiveComponent {
         .and_then(|loaded| loaded.map_err(anyhow::Error::from));
         let (loaded, sha256) = match loaded {
             Ok(Some(loaded)) => loaded,
-            Ok(None) => {
-                tracing::info!(
-                    ?trigger,
-                    generation = old.generation,
-                    "component unchanged; nothing to swap"
-                );
-                return Err(SwapError::Unchanged);
-            }
-            Err(error) => {
-                tracing::error!(
-                    ?trigger,
-                    generation = old.generation,
-                    "rejected the new component, the old one keeps serving: {error:#}"
-                );
-                return Err(SwapError::Rejected(error));
-            }
+            Ok(None) => return Err(unchanged(trigger, &old)),
+            Err(error) => return Err(rejected(trigger, &old, error)),
         };
         let version = Arc::new(Version {
             proxy: loaded.proxy,
@@ -205,7 +251,27 @@ impl ActiveComponent {
     }
 }
 
-/// Reloads the component file on every SIGHUP from now on, until the process ends.
+/// Logs that a swap found the active version's bytes again.
+fn unchanged(trigger: Trigger, old: &Version) -> SwapError {
+    tracing::info!(
+        ?trigger,
+        generation = old.generation,
+        "component unchanged; nothing to swap"
+    );
+    SwapError::Unchanged
+}
+
+/// Logs that a swap failed and the old version keeps serving.
+fn rejected(trigger: Trigger, old: &Version, error: anyhow::Error) -> SwapError {
+    tracing::error!(
+        ?trigger,
+        generation = old.generation,
+        "rejected the new component, the old one keeps serving: {error:#}"
+    );
+    SwapError::Rejected(error)
+}
+
+/// Reloads the component from its source on every SIGHUP from now on, until the process ends.
 pub fn reload_on_hangup(active: Arc<ActiveComponent>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Sent by operators (`kill -HUP`) or process managers to ask for a reload; without

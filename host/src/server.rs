@@ -28,6 +28,7 @@ use crate::limits::{self, ClientLimits};
 use crate::metrics::Metrics;
 use crate::metrics_server::{self, METRICS_PATH};
 use crate::outbound::Outbound;
+use crate::registry::{ComponentSource, Registry};
 use crate::reload::{self, ActiveComponent};
 use crate::{shutdown, watch};
 
@@ -49,17 +50,25 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let engine = engine::build_engine(&config.instance)?;
     let linker = engine::build_linker(&engine)?;
     let metrics = Arc::new(Metrics::new());
+    let registry = Registry::new(&config.registry)?;
     // Every load error surfaces here, before the port is bound.
-    let active = Arc::new(ActiveComponent::load(
-        engine.clone(),
-        linker,
-        config.component.clone(),
-        metrics.clone(),
-    )?);
+    let active = Arc::new(
+        ActiveComponent::load(
+            engine.clone(),
+            linker,
+            config.component.clone(),
+            registry,
+            metrics.clone(),
+        )
+        .await?,
+    );
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     reload::reload_on_hangup(active.clone())?;
-    if config.watch {
-        watch::spawn_watcher(active.clone(), &config.component)?;
+    // The configuration allows `--watch` with a file only.
+    if config.watch
+        && let ComponentSource::File(path) = &config.component
+    {
+        watch::spawn_watcher(active.clone(), path)?;
     }
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let settings = HandlerSettings {
@@ -107,7 +116,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     tracing::info!("outbound: {}", config.outbound);
-    tracing::info!(component = %config.component.display(), "listening on http://{local}/");
+    tracing::info!(component = %config.component, "listening on http://{local}/");
 
     // The component is loaded before the port is bound, so once the probe path answers
     // the instance is ready for traffic.
