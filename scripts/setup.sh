@@ -4,6 +4,7 @@
 set -euo pipefail
 
 CARGO_COMPONENT_VERSION=0.21.1
+WKG_VERSION=0.16.1
 
 # wasm32-wasip2 for plain `cargo build` guests; wasm32-wasip1 because cargo-component
 # builds for it and adapts the result into a component; musl for the static host binary
@@ -14,12 +15,18 @@ if ! cargo component --version 2>/dev/null | grep -q "cargo-component $CARGO_COM
   cargo install cargo-component --version "$CARGO_COMPONENT_VERSION" --locked
 fi
 
+# wkg pushes components to the local registry of the OCI tests, as users push them. It
+# compiles for about seven minutes on two cores, once per machine.
+if ! wkg --version 2>/dev/null | grep -q "wkg $WKG_VERSION"; then
+  cargo install wkg --version "$WKG_VERSION" --locked
+fi
+
 # Debian packages, installed only when something is missing. The container tests build
 # the image with podman and run it under runc (podman's own default may be crun) and
 # under gVisor (runsc, the sandbox of Cloud Run's first generation); musl-gcc compiles
 # the C parts of the static host; the image ships the CA bundle that ca-certificates
 # generates. The examples need Python 3 with venv (componentize-py) and Node.js with npm
-# (componentize-js).
+# (componentize-js). docker-registry is the registry the OCI tests pull from.
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 packages=()
@@ -29,6 +36,7 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then packages+=(python3 python3-venv); fi
 if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
+if ! command -v docker-registry >/dev/null; then packages+=(docker-registry); fi
 if [ ${#packages[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get update
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"

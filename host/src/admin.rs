@@ -1,7 +1,9 @@
 //! The admin endpoint (`--admin-addr`, off by default): `GET /component` shows the
-//! active version, `PUT /component` with a `.wasm` body swaps it in. It listens on its
-//! own address, so it is never exposed with the service, and every request needs the
-//! bearer token from [`ADMIN_TOKEN_ENV`].
+//! active version, `PUT /component` with a `.wasm` body swaps it in, and with
+//! `Content-Type: application/json` and `{"reference": "oci://..."}` pulls that
+//! reference, which later reloads pull again. It listens on its own address, so it is
+//! never exposed with the service, and every request needs the bearer token from
+//! [`ADMIN_TOKEN_ENV`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +12,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::body::ResponseBody;
 use crate::handler::plain_response;
+use crate::registry::ComponentReference;
 use crate::reload::{ActiveComponent, SwapError, Version};
 
 /// The environment variable that holds the admin bearer token. It is not a flag, so it
@@ -42,6 +45,13 @@ struct VersionView<'a> {
     sha256: Option<&'a str>,
     origin: &'a str,
     activated_at: String,
+}
+
+/// The body of a `PUT /component` that names a registry reference.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceRequest {
+    reference: String,
 }
 
 impl Admin {
@@ -75,7 +85,7 @@ impl Admin {
         }
         match *request.method() {
             Method::GET => version_response(StatusCode::OK, &self.active.current()),
-            Method::PUT => self.upload(request, peer).await,
+            Method::PUT => self.put(request, peer).await,
             _ => {
                 let mut response = plain_response(StatusCode::METHOD_NOT_ALLOWED, "use GET or PUT");
                 response
@@ -97,7 +107,7 @@ impl Admin {
         presented.is_some_and(|token| Sha256::digest(token.as_bytes())[..] == self.token_sha256)
     }
 
-    async fn upload(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    async fn put(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let too_large = || {
             plain_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,15 +117,16 @@ impl Admin {
                 ),
             )
         };
-        let declared = request
-            .headers()
+        let (head, body) = request.into_parts();
+        let declared = head
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_upload) {
             return too_large();
         }
         let limit = usize::try_from(self.max_upload).unwrap_or(usize::MAX);
-        let bytes = match Limited::new(request.into_body(), limit).collect().await {
+        let bytes = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.is::<LengthLimitError>() => return too_large(),
             Err(error) => {
@@ -123,8 +134,26 @@ impl Admin {
                 return plain_response(StatusCode::BAD_REQUEST, "the upload did not complete");
             }
         };
-        let origin = format!("upload from {peer}");
-        match self.active.upload(Vec::from(bytes), origin).await {
+        let outcome = if is_json(&head.headers) {
+            let reference = serde_json::from_slice::<ReferenceRequest>(&bytes)
+                .map_err(anyhow::Error::from)
+                .and_then(|body| body.reference.parse::<ComponentReference>());
+            match reference {
+                Ok(reference) => self.active.pull_reference(reference).await,
+                Err(error) => {
+                    return plain_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                            "expected {{\"reference\": \"oci://REGISTRY/REPOSITORY:TAG\"}}: {error:#}"
+                        ),
+                    );
+                }
+            }
+        } else {
+            let origin = format!("upload from {peer}");
+            self.active.upload(Vec::from(bytes), origin).await
+        };
+        match outcome {
             Ok(version) => version_response(StatusCode::OK, &version),
             Err(SwapError::Unchanged) => version_response(StatusCode::OK, &self.active.current()),
             Err(SwapError::Rejected(error)) => plain_response(
@@ -133,6 +162,15 @@ impl Admin {
             ),
         }
     }
+}
+
+/// Whether the body is JSON (a reference) rather than a component's bytes.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn version_response(status: StatusCode, version: &Version) -> Response<ResponseBody> {

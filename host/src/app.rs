@@ -4,10 +4,12 @@
 //! one component was allowed to open is never lent to another) and its files.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use http::{HeaderName, HeaderValue, Request, header};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -18,6 +20,7 @@ use crate::app_files::StagedFiles;
 use crate::engine::{self, ComponentBytes};
 use crate::guest_env::GuestEnv;
 use crate::outbound::{Outbound, OutboundConfig};
+use crate::registry::{self, ComponentReference};
 use crate::routes::Routes;
 use crate::spin_manifest::{self, AppManifest};
 use crate::state::RequestState;
@@ -29,6 +32,8 @@ pub enum AppSource {
     Component(PathBuf),
     /// A Spin manifest (`spin.toml`), its components served on its routes.
     Manifest(PathBuf),
+    /// A component in an OCI registry, served for every path.
+    Registry(ComponentReference),
 }
 
 impl AppSource {
@@ -42,10 +47,33 @@ impl AppSource {
         }
     }
 
-    /// The file named on the command line.
-    pub fn path(&self) -> &Path {
+    /// The file the source is read from, unless it is a registry reference.
+    pub fn file(&self) -> Option<&Path> {
         match self {
-            Self::Component(path) | Self::Manifest(path) => path,
+            Self::Component(path) | Self::Manifest(path) => Some(path),
+            Self::Registry(_) => None,
+        }
+    }
+}
+
+impl FromStr for AppSource {
+    type Err = anyhow::Error;
+
+    /// A registry reference if it starts with `oci://`, a path otherwise.
+    fn from_str(source: &str) -> Result<Self> {
+        if source.starts_with(registry::SCHEME) {
+            source.parse().map(Self::Registry)
+        } else {
+            Ok(Self::from_path(Path::new(source)))
+        }
+    }
+}
+
+impl fmt::Display for AppSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Component(path) | Self::Manifest(path) => path.display().fmt(f),
+            Self::Registry(reference) => reference.fmt(f),
         }
     }
 }
@@ -137,6 +165,9 @@ impl AppBytes {
         let manifest_path = match source {
             AppSource::Component(path) => return Ok(Self::Component(ComponentBytes::read(path)?)),
             AppSource::Manifest(path) => path.clone(),
+            AppSource::Registry(reference) => {
+                bail!("`{reference}` is pulled from its registry, not read from disk")
+            }
         };
         let manifest = spin_manifest::read(&manifest_path)?;
         let folder = manifest_path.parent().unwrap_or(Path::new("."));
@@ -308,10 +339,32 @@ impl App {
         &self.components[index]
     }
 
-    /// The files this version was read from, `source` first: what `--watch` watches.
+    /// The files this version was read from, `source`'s first: what `--watch` watches.
     pub fn source_files(&self, source: &AppSource) -> Vec<PathBuf> {
-        let mut files = vec![source.path().to_path_buf()];
+        let mut files: Vec<PathBuf> = source.file().map(Path::to_path_buf).into_iter().collect();
         files.extend(self.component_files.iter().cloned());
         files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_components_manifests_or_references() {
+        assert_eq!(
+            "app.wasm".parse::<AppSource>().unwrap(),
+            AppSource::Component("app.wasm".into())
+        );
+        assert_eq!(
+            "app/spin.toml".parse::<AppSource>().unwrap(),
+            AppSource::Manifest("app/spin.toml".into())
+        );
+        assert!(matches!(
+            "oci://ghcr.io/org/hello:v1".parse::<AppSource>().unwrap(),
+            AppSource::Registry(_)
+        ));
+        assert!("oci://nothing".parse::<AppSource>().is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
@@ -15,6 +15,7 @@ use crate::app::AppSource;
 use crate::guest_env::GuestEnv;
 use crate::limits::{ClientLimits, InstanceLimits, OutboundLimits};
 use crate::outbound::{OutboundConfig, OutboundPattern, ResolveOverride};
+use crate::registry::{PASSWORD_ENV, RegistryConfig, USERNAME_ENV};
 use crate::telemetry::LogFormat;
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
@@ -101,9 +102,12 @@ pub struct ServeArgs {
     /// The component to serve: a `.wasm` exporting `wasi:http/incoming-handler`, or a
     /// `.cwasm` from `wasi-host compile`. A `.cwasm` beside a `.wasm`, at least as new,
     /// is loaded instead of compiling. Or a Spin application: its `spin.toml` (or the
-    /// folder holding it), whose components are served on its routes.
+    /// folder holding it), whose components are served on its routes. Or a component in
+    /// an OCI registry, as `wkg oci push` stores it: `oci://REGISTRY/REPOSITORY:TAG`, or
+    /// `@sha256:DIGEST` after the repository or the tag to pin the manifest; it is
+    /// pulled at startup and again on SIGHUP.
     #[arg(value_name = "COMPONENT", env = "WASI_HOST_COMPONENT")]
-    pub component: PathBuf,
+    pub component: AppSource,
 
     /// Port to listen on, on all interfaces. Cloud Run sets `$PORT`.
     #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT)]
@@ -216,11 +220,32 @@ pub struct ServeArgs {
     /// Reload COMPONENT when its file changes (written in place, renamed over, or
     /// swapped by a volume update). A file that fails to load is rejected and the
     /// running version keeps serving. SIGHUP reloads it too, with or without this flag.
+    /// Not for registry references: send SIGHUP to pull those again.
     #[arg(long, env = "WASI_HOST_WATCH")]
     pub watch: bool,
 
+    /// Pull from the registry HOST[:PORT] over plain HTTP; every other registry is
+    /// reached over HTTPS. Repeatable; the variable takes a comma-separated list. For a
+    /// registry on a trusted network only. Credentials, if the registry needs any, come
+    /// from `$WASI_HOST_REGISTRY_USERNAME` and `$WASI_HOST_REGISTRY_PASSWORD` (on Artifact
+    /// Registry: `oauth2accesstoken` and an access token).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "WASI_HOST_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+
+    /// Largest component pulled from a registry; a larger one is refused before it is
+    /// downloaded.
+    #[arg(long, env = "WASI_HOST_MAX_PULL_SIZE", default_value = "64MiB")]
+    pub max_pull_size: ByteSize,
+
     /// Serve the admin endpoint on this address (off by default): `GET /component`
-    /// shows the active version, `PUT /component` swaps in the `.wasm` sent. Every
+    /// shows the active version, `PUT /component` swaps in the `.wasm` sent, or pulls
+    /// the reference sent as `{"reference": "oci://..."}` (`Content-Type:
+    /// application/json`), which SIGHUP then pulls again. Every
     /// request needs `Authorization: Bearer TOKEN`, with TOKEN (16 characters or more)
     /// taken from `$WASI_HOST_ADMIN_TOKEN`. Keep it off the public network.
     #[arg(long, value_name = "ADDR", env = "WASI_HOST_ADMIN_ADDR")]
@@ -285,6 +310,8 @@ pub struct ServeConfig {
     pub outbound: OutboundConfig,
     /// Whether to reload the component when its file changes.
     pub watch: bool,
+    /// How to reach registries.
+    pub registry: RegistryConfig,
     /// The admin endpoint, if enabled.
     pub admin: Option<AdminConfig>,
 }
@@ -339,6 +366,12 @@ impl ServeArgs {
         ] {
             ensure!(!timeout.is_zero(), "{flag} must be more than zero");
         }
+        ensure!(
+            !self.watch || self.component.file().is_some(),
+            "--watch needs a component file, and `{}` is a registry reference; send SIGHUP \
+             to pull it again",
+            self.component
+        );
         let admin = match self.admin_addr {
             Some(addr) => Some(AdminConfig {
                 addr,
@@ -347,9 +380,8 @@ impl ServeArgs {
             }),
             None => None,
         };
-        let source = AppSource::from_path(&self.component);
         ensure!(
-            matches!(source, AppSource::Component(_)) || self.allow_outbound.is_empty(),
+            !matches!(self.component, AppSource::Manifest(_)) || self.allow_outbound.is_empty(),
             "--allow-outbound does not apply to a Spin application: each component's \
              `allowed_outbound_hosts` in the manifest says what it may reach"
         );
@@ -371,7 +403,7 @@ impl ServeArgs {
             );
         }
         Ok(ServeConfig {
-            source,
+            source: self.component,
             addr,
             request_timeout: self.request_timeout,
             shutdown_timeout: self.shutdown_timeout,
@@ -410,6 +442,11 @@ impl ServeArgs {
                 },
             },
             watch: self.watch,
+            registry: RegistryConfig {
+                insecure: self.insecure_registry,
+                credentials: registry_credentials()?,
+                max_size: self.max_pull_size.as_u64(),
+            },
             admin,
         })
     }
@@ -424,6 +461,20 @@ fn admin_token() -> Result<String> {
          ${ADMIN_TOKEN_ENV}"
     );
     Ok(token)
+}
+
+/// The registry user name and password from the environment: both, or neither.
+fn registry_credentials() -> Result<Option<(String, String)>> {
+    let read = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|value: &String| !value.is_empty())
+    };
+    match (read(USERNAME_ENV), read(PASSWORD_ENV)) {
+        (Some(username), Some(password)) => Ok(Some((username, password))),
+        (None, None) => Ok(None),
+        _ => bail!("registry credentials need both ${USERNAME_ENV} and ${PASSWORD_ENV}"),
+    }
 }
 
 fn saturating_usize(size: ByteSize) -> usize {

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod metrics_server;
 pub mod outbound;
+pub mod registry;
 pub mod reload;
 pub mod routes;
 pub mod server;

@@ -5,18 +5,24 @@
 //! request. A new version is read, compiled, linked and pre-instantiated off the async
 //! threads before it is published; one that fails any of that is logged and dropped,
 //! and the old one keeps serving. Swaps are serialized, so generations only go up.
+//!
+//! A reload reads the code again from where it came from: its file, its manifest, or
+//! its registry reference, pulled again (the new bytes are downloaded only if the
+//! reference now names other bytes).
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow};
 use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::app::{App, AppBytes, AppSource, HostPolicy, LoadedApp};
 use crate::engine::ComponentBytes;
 use crate::metrics::Metrics;
+use crate::registry::{ComponentReference, LazyRegistry};
 use crate::state::RequestState;
 
 /// One published version of the code.
@@ -31,7 +37,8 @@ pub struct Version {
     /// delays a cold start; until then (or if the file cannot be read again) it is
     /// unset.
     pub sha256: OnceLock<String>,
-    /// Where the bytes came from: a path, an upload, or a manifest.
+    /// Where the bytes came from: a path, an upload, a manifest, or a registry reference
+    /// pinned to its manifest's digest.
     pub origin: String,
     /// When this version was published.
     pub activated_at: SystemTime,
@@ -49,6 +56,8 @@ pub enum Trigger {
     Hangup,
     /// An upload to the admin endpoint.
     Upload,
+    /// A new registry reference sent to the admin endpoint.
+    NewReference,
 }
 
 /// Why a swap did not publish a new version.
@@ -65,25 +74,49 @@ pub struct ActiveComponent {
     current: ArcSwap<Version>,
     engine: Engine,
     linker: Linker<RequestState>,
-    /// The file loaded at startup and reloaded on SIGHUP and `--watch`.
-    source: AppSource,
+    /// Where reloads (SIGHUP, `--watch`) read the code. It is locked for the whole of
+    /// every swap, which serializes them.
+    source: Mutex<AppSource>,
     /// What every component gets from the host.
     policy: Arc<HostPolicy>,
-    swap_lock: tokio::sync::Mutex<()>,
+    /// Where registry references are pulled from.
+    registry: LazyRegistry,
     /// Where the active generation is shown.
     metrics: Arc<Metrics>,
 }
 
 impl ActiveComponent {
-    /// Loads generation 1 from `source`. This blocks: it runs before the port is bound.
-    pub fn load(
+    /// Loads generation 1 from `source`, before the port is bound.
+    pub async fn load(
         engine: Engine,
         linker: Linker<RequestState>,
         source: AppSource,
         policy: HostPolicy,
+        registry: LazyRegistry,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        let loaded = AppBytes::read(&source)?.load(&engine, &linker, &policy)?;
+        let pulled = match &source {
+            AppSource::Registry(reference) => {
+                Some(AppBytes::Component(registry.get()?.pull(reference).await?))
+            }
+            _ => None,
+        };
+        let policy = Arc::new(policy);
+        let (read_source, compile_engine, compile_linker, compile_policy) = (
+            source.clone(),
+            engine.clone(),
+            linker.clone(),
+            policy.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            let bytes = match pulled {
+                Some(bytes) => bytes,
+                None => AppBytes::read(&read_source)?,
+            };
+            bytes.load(&compile_engine, &compile_linker, &compile_policy)
+        })
+        .await
+        .context("the loading task failed")??;
         let version = Arc::new(Version {
             app: loaded.app,
             generation: 1,
@@ -110,9 +143,9 @@ impl ActiveComponent {
             current: ArcSwap::new(version),
             engine,
             linker,
-            source,
-            policy: Arc::new(policy),
-            swap_lock: tokio::sync::Mutex::new(()),
+            source: Mutex::new(source),
+            policy,
+            registry,
             metrics,
         })
     }
@@ -122,27 +155,23 @@ impl ActiveComponent {
         self.current.load_full()
     }
 
-    /// The configured source: what SIGHUP and `--watch` reload.
-    pub fn source(&self) -> &AppSource {
-        &self.source
-    }
-
-    /// Reads the source again and, if it changed, publishes it.
+    /// Reads the code again from its source and, if it changed, publishes it.
     pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
-        let source = self.source.clone();
-        self.swap(trigger, move || AppBytes::read(&source)).await
+        let source = self.source.lock().await;
+        match &*source {
+            AppSource::Registry(reference) => self.pull(trigger, reference).await,
+            source => {
+                let source = source.clone();
+                self.swap(trigger, move || AppBytes::read(&source)).await
+            }
+        }
     }
 
     /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`. A host
     /// serving a Spin application refuses it: the application is its manifest.
     pub async fn upload(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Version>, SwapError> {
-        if let AppSource::Manifest(manifest) = &self.source {
-            return Err(SwapError::Rejected(anyhow!(
-                "this host serves the Spin application `{}`; change it there and reload \
-                 (SIGHUP or --watch) instead of uploading a component",
-                manifest.display()
-            )));
-        }
+        let source = self.source.lock().await;
+        refuse_over_application(&source)?;
         self.swap(Trigger::Upload, move || {
             Ok(AppBytes::Component(ComponentBytes::uploaded(
                 bytes, origin,
@@ -151,12 +180,55 @@ impl ActiveComponent {
         .await
     }
 
+    /// Pulls `reference` and publishes it; unless it is rejected, it becomes the source
+    /// later reloads pull.
+    pub async fn pull_reference(
+        &self,
+        reference: ComponentReference,
+    ) -> Result<Arc<Version>, SwapError> {
+        let mut source = self.source.lock().await;
+        refuse_over_application(&source)?;
+        let outcome = self.pull(Trigger::NewReference, &reference).await;
+        if !matches!(outcome, Err(SwapError::Rejected(_))) {
+            *source = AppSource::Registry(reference);
+        }
+        outcome
+    }
+
+    /// Pulls `reference` and publishes it if it names other bytes than the active
+    /// version's. The caller holds the `source` lock.
+    async fn pull(
+        &self,
+        trigger: Trigger,
+        reference: &ComponentReference,
+    ) -> Result<Arc<Version>, SwapError> {
+        let old = self.current();
+        let registry = match self.registry.get() {
+            Ok(registry) => registry,
+            Err(error) => return Err(rejected(trigger, &old, error)),
+        };
+        let resolved = match registry.resolve(reference).await {
+            Ok(resolved) => resolved,
+            Err(error) => return Err(rejected(trigger, &old, error)),
+        };
+        if old.sha256.get().map(String::as_str) == Some(resolved.sha256()) {
+            return Err(unchanged(trigger, &old));
+        }
+        match registry.fetch(&resolved).await {
+            Ok(bytes) => {
+                self.swap(trigger, move || Ok(AppBytes::Component(bytes)))
+                    .await
+            }
+            Err(error) => Err(rejected(trigger, &old, error)),
+        }
+    }
+
+    /// Loads what `read` returns and publishes it. The caller holds the `source` lock.
     async fn swap(
         &self,
         trigger: Trigger,
         read: impl FnOnce() -> Result<AppBytes> + Send + 'static,
     ) -> Result<Arc<Version>, SwapError> {
-        let _serialized = self.swap_lock.lock().await;
         let old = self.current();
         let engine = self.engine.clone();
         let linker = self.linker.clone();
@@ -185,22 +257,8 @@ impl ActiveComponent {
         .and_then(|loaded| loaded);
         let (loaded, sha256) = match loaded {
             Ok(Some(loaded)) => loaded,
-            Ok(None) => {
-                tracing::info!(
-                    ?trigger,
-                    generation = old.generation,
-                    "component unchanged; nothing to swap"
-                );
-                return Err(SwapError::Unchanged);
-            }
-            Err(error) => {
-                tracing::error!(
-                    ?trigger,
-                    generation = old.generation,
-                    "rejected the new component, the old one keeps serving: {error:#}"
-                );
-                return Err(SwapError::Rejected(error));
-            }
+            Ok(None) => return Err(unchanged(trigger, &old)),
+            Err(error) => return Err(rejected(trigger, &old, error)),
         };
         let version = Arc::new(Version {
             app: loaded.app,
@@ -223,7 +281,40 @@ impl ActiveComponent {
     }
 }
 
-/// Reloads the component file on every SIGHUP from now on, until the process ends.
+/// Refuses to replace a Spin application with a single component: the application is
+/// its manifest, and is changed there.
+fn refuse_over_application(source: &AppSource) -> Result<(), SwapError> {
+    match source {
+        AppSource::Manifest(manifest) => Err(SwapError::Rejected(anyhow!(
+            "this host serves the Spin application `{}`; change it there and reload \
+             (SIGHUP or --watch) instead",
+            manifest.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Logs that a swap found the active version's bytes again.
+fn unchanged(trigger: Trigger, old: &Version) -> SwapError {
+    tracing::info!(
+        ?trigger,
+        generation = old.generation,
+        "component unchanged; nothing to swap"
+    );
+    SwapError::Unchanged
+}
+
+/// Logs that a swap failed and the old version keeps serving.
+fn rejected(trigger: Trigger, old: &Version, error: anyhow::Error) -> SwapError {
+    tracing::error!(
+        ?trigger,
+        generation = old.generation,
+        "rejected the new component, the old one keeps serving: {error:#}"
+    );
+    SwapError::Rejected(error)
+}
+
+/// Reloads the code from its source on every SIGHUP from now on, until the process ends.
 pub fn reload_on_hangup(active: Arc<ActiveComponent>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Sent by operators (`kill -HUP`) or process managers to ask for a reload; without

@@ -29,6 +29,7 @@ use crate::limits::{self, ClientLimits};
 use crate::metrics::Metrics;
 use crate::metrics_server::{self, METRICS_PATH};
 use crate::outbound::Outbound;
+use crate::registry::LazyRegistry;
 use crate::reload::{self, ActiveComponent};
 use crate::{shutdown, watch};
 
@@ -56,17 +57,22 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         outbound: config.outbound.clone(),
         shared_outbound: Arc::new(Outbound::new(&config.outbound)),
     };
-    let active = Arc::new(ActiveComponent::load(
-        engine.clone(),
-        linker,
-        config.source.clone(),
-        policy,
-        metrics.clone(),
-    )?);
+    let active = Arc::new(
+        ActiveComponent::load(
+            engine.clone(),
+            linker,
+            config.source.clone(),
+            policy,
+            LazyRegistry::new(config.registry.clone()),
+            metrics.clone(),
+        )
+        .await?,
+    );
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     reload::reload_on_hangup(active.clone())?;
+    // The configuration allows `--watch` with files only.
     if config.watch {
-        watch::spawn_watcher(active.clone())?;
+        watch::spawn_watcher(active.clone(), &config.source)?;
     }
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let settings = HandlerSettings {
@@ -111,11 +117,14 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    if let AppSource::Component(path) = &config.source {
-        tracing::info!("outbound: {}", config.outbound);
-        tracing::info!(component = %path.display(), "listening on http://{local}/");
-    } else {
-        tracing::info!(app = %config.source.path().display(), "listening on http://{local}/");
+    match &config.source {
+        AppSource::Manifest(manifest) => {
+            tracing::info!(app = %manifest.display(), "listening on http://{local}/");
+        }
+        source => {
+            tracing::info!("outbound: {}", config.outbound);
+            tracing::info!(component = %source, "listening on http://{local}/");
+        }
     }
 
     // The component is loaded before the port is bound, so once the probe path answers

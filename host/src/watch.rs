@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, DebouncedEventKind, new_debouncer};
 
+use crate::app::AppSource;
 use crate::reload::{ActiveComponent, Trigger};
 
 /// How long the folder must see no change before the component is read.
@@ -24,9 +25,9 @@ const QUIET_PERIOD: Duration = Duration::from_millis(200);
 
 /// Starts watching the folders of the files the active version was read from; the
 /// watch lasts as long as the process.
-pub fn spawn_watcher(active: Arc<ActiveComponent>) -> Result<()> {
+pub fn spawn_watcher(active: Arc<ActiveComponent>, source: &AppSource) -> Result<()> {
     let mut folders = BTreeSet::new();
-    for path in active.current().app.source_files(active.source()) {
+    for path in active.current().app.source_files(source) {
         let path = std::path::absolute(&path)
             .with_context(|| format!("cannot resolve `{}`", path.display()))?;
         let folder = path
@@ -53,10 +54,7 @@ pub fn spawn_watcher(active: Arc<ActiveComponent>) -> Result<()> {
             .watch(folder, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch `{}`", folder.display()))?;
     }
-    tracing::info!(
-        "watching `{}` for changes",
-        active.source().path().display()
-    );
+    tracing::info!("watching `{source}` for changes");
     tokio::spawn(async move {
         // The debouncer stops when dropped: it lives as long as this task.
         let _debouncer = debouncer;

@@ -6,6 +6,7 @@ mod examples;
 mod hardening;
 mod logs;
 mod metrics;
+mod oci;
 mod outbound;
 mod portability;
 mod precompile;

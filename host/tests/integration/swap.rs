@@ -73,7 +73,7 @@ impl Load {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Build {
+pub enum Build {
     V1,
     V2,
 }
@@ -86,14 +86,14 @@ impl Build {
         }
     }
 
-    fn file(self) -> &'static Path {
+    pub fn file(self) -> &'static Path {
         match self {
             Build::V1 => &guests().testbed,
             Build::V2 => &guests().testbed_v2,
         }
     }
 
-    fn bytes(self) -> Vec<u8> {
+    pub fn bytes(self) -> Vec<u8> {
         std::fs::read(self.file()).expect("read guest")
     }
 }
@@ -111,7 +111,7 @@ async fn ask(http: &reqwest::Client, url: &str) -> Result<Build, String> {
 }
 
 /// Waits until new requests get `build`, then checks that the next few do too.
-async fn assert_swapped_to(server: &TestServer, build: Build) {
+pub async fn assert_swapped_to(server: &TestServer, build: Build) {
     let http = client();
     let url = server.url("/build");
     let deadline = tokio::time::Instant::now() + SWAP_TIMEOUT;
@@ -180,7 +180,7 @@ pub async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> 
     request.send().await.expect("PUT /component")
 }
 
-async fn active_version(admin: &str) -> serde_json::Value {
+pub async fn active_version(admin: &str) -> serde_json::Value {
     let response = client()
         .get(admin)
         .bearer_auth(TOKEN)
@@ -191,7 +191,7 @@ async fn active_version(admin: &str) -> serde_json::Value {
     version_json(response).await
 }
 
-async fn version_json(response: reqwest::Response) -> serde_json::Value {
+pub async fn version_json(response: reqwest::Response) -> serde_json::Value {
     let body = response.bytes().await.expect("body");
     serde_json::from_slice(&body).expect("version JSON")
 }
