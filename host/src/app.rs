@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use http::{HeaderName, HeaderValue, Request, header};
+use http::{HeaderName, Request, header};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -309,15 +309,13 @@ impl AppBytes {
 }
 
 impl App {
-    /// The index of the component that serves `request`, and the headers to add to it
-    /// (Spin's routing headers, for an application); `None` when no route matches its
-    /// path.
-    pub fn dispatch<B>(
-        &self,
-        request: &Request<B>,
-    ) -> Option<(usize, Vec<(HeaderName, HeaderValue)>)> {
+    /// The index of the component that serves `request`, or `None` when no route
+    /// matches its path. A request routed through a Spin application gets the headers
+    /// Spin adds, and loses every `spin-*` header its client sent, so a component can
+    /// trust them.
+    pub fn route<B>(&self, request: &mut Request<B>) -> Option<usize> {
         let Some(routes) = &self.routes else {
-            return Some((0, Vec::new()));
+            return Some(0);
         };
         let found = routes.find(request.uri().path())?;
         let host = request
@@ -330,11 +328,22 @@ impl App {
             .uri()
             .path_and_query()
             .map_or("/", |path| path.as_str());
-        let headers = found.spin_headers(&format!("http://{host}{path}"));
-        Some((found.component, headers))
+        let spin_headers = found.spin_headers(&format!("http://{host}{path}"));
+        let forged: Vec<HeaderName> = request
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("spin-"))
+            .cloned()
+            .collect();
+        let headers = request.headers_mut();
+        for name in forged {
+            headers.remove(name);
+        }
+        headers.extend(spin_headers);
+        Some(found.component)
     }
 
-    /// The component at `index`, as [`App::dispatch`] returned it.
+    /// The component at `index`, as [`App::route`] returned it.
     pub fn component(&self, index: usize) -> &AppComponent {
         &self.components[index]
     }

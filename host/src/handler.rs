@@ -131,8 +131,7 @@ impl Handler {
         let deadline = Instant::now() + self.settings.request_timeout;
         // Taken once: a swap during this request does not change the code it runs.
         let version = self.active.current();
-        let (index, routing_headers) = version.app.dispatch(&request).ok_or(Failure::NoRoute)?;
-        request.headers_mut().extend(routing_headers);
+        let index = version.app.route(&mut request).ok_or(Failure::NoRoute)?;
         let component = version.app.component(index);
         let state = RequestState::new(
             request_id,

@@ -135,12 +135,18 @@ async fn a_manifest_with_three_components_routes_each_path_to_its_component() {
 
     let response = client()
         .get(server.url("/users/42/echo?x=1"))
+        .header("spin-path-match-id", "forged")
+        .header("spin-path-match-admin", "true")
         .send()
         .await
         .expect("GET");
     let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
     assert_eq!(header("x-testbed-build"), "v1");
     assert_eq!(header("spin-path-match-id"), "42");
+    assert!(
+        !response.headers().contains_key("spin-path-match-admin"),
+        "a client's spin-* headers never reach the component"
+    );
     assert_eq!(header("spin-path-info"), "/echo");
     assert_eq!(header("spin-matched-route"), "/users/:id/...");
     assert_eq!(header("spin-component-route"), "/users/:id");
