@@ -28,6 +28,7 @@ pub mod shutdown;
 pub mod spin_manifest;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod trace_context;
 pub mod watch;
 

@@ -8,23 +8,29 @@
 //! layer; [`Registry::fetch`] downloads the layer, capped in size, and checks its bytes
 //! against the layer's digest. The layer's digest is the SHA-256 of the component, so a
 //! reload whose layer is the active version's bytes downloads nothing.
+//!
+//! The client speaks the few calls of the distribution API a pull needs (a manifest, a
+//! blob, the token exchange, redirects to blob storage) over the host's own hyper and
+//! rustls, one connection per call: pulls are rare, and a general registry client
+//! (a second HTTP stack, regex, date handling) would have grown the image past its size
+//! budget by a fifth.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use futures_util::TryStreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::{
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
-    OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciManifest,
-};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::engine::ComponentBytes;
 
@@ -46,30 +52,62 @@ pub const PASSWORD_ENV: &str = "WASI_HOST_REGISTRY_PASSWORD";
 /// Manifests asked for: every kind a registry may hold under a tag, so that one that is
 /// not a component (a container image, a multi-platform index) is named in the error
 /// rather than refused by the registry with a vague "not acceptable".
-const ACCEPTED_MANIFESTS: &[&str] = &[
-    OCI_IMAGE_MEDIA_TYPE,
-    IMAGE_MANIFEST_MEDIA_TYPE,
-    OCI_IMAGE_INDEX_MEDIA_TYPE,
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
-];
+const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Largest manifest read; a component's is a few hundred bytes.
+const MAX_MANIFEST_SIZE: usize = 4 << 20;
+
+/// Largest answer read from a token endpoint or as an error body.
+const MAX_SMALL_BODY: usize = 64 << 10;
+
+/// Redirects followed for one call (blob downloads are usually sent to storage once).
+const MAX_REDIRECTS: usize = 5;
 
 /// What a pull says when bytes do not match their digest.
 const DIGEST_MISMATCH: &str = "the registry sent content that does not match its digest";
 
-/// Longest a connection to the registry may take to open.
+/// What a pull says when the registry has nothing under the reference.
+const MISSING: &str = "no such repository, tag or digest in the registry";
+
+/// Longest a connection to the registry may take to open, TLS included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Longest the registry may leave a response without sending anything.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the registry may take to answer a call, body included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `oci://REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]`, with the registry named.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComponentReference(Reference);
+pub struct ComponentReference {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    /// `sha256:HEX`, when the reference pins the manifest.
+    digest: Option<String>,
+}
 
 impl ComponentReference {
     /// The registry, as `HOST[:PORT]`.
     pub fn registry(&self) -> &str {
-        self.0.registry()
+        &self.registry
+    }
+
+    /// The tag or the digest to ask the registry for: the digest when pinned.
+    fn manifest_reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    /// This reference pinned to `digest`, its tag kept for people reading it.
+    fn pinned(&self, digest: String) -> Self {
+        Self {
+            digest: Some(digest),
+            ..self.clone()
+        }
     }
 }
 
@@ -82,21 +120,69 @@ impl FromStr for ComponentReference {
         let name = source
             .strip_prefix(SCHEME)
             .with_context(|| format!("`{source}` is not a registry reference; {usage}"))?;
-        let reference = Reference::try_from(name)
-            .with_context(|| format!("`{source}` is not a valid reference; {usage}"))?;
-        // Without a registry the parser falls back to Docker Hub, which is never what a
-        // reference to a component means to say.
-        ensure!(
-            name.starts_with(&format!("{}/", reference.registry())),
-            "`{source}` does not name its registry; {usage}"
-        );
-        Ok(Self(reference))
+        let invalid = |what: &str| anyhow!("`{source}` {what}; {usage}");
+        let (registry, rest) = name
+            .split_once('/')
+            .ok_or_else(|| invalid("does not name its registry"))?;
+        // As Docker reads names: a first part without `.` or `:` is a path, not a host,
+        // and a reference to a component always names its registry.
+        if !(registry.contains(['.', ':']) || registry == "localhost") {
+            return Err(invalid("does not name its registry"));
+        }
+        let (rest, digest) = match rest.split_once('@') {
+            Some((rest, digest)) => {
+                let hex = digest
+                    .strip_prefix("sha256:")
+                    .filter(|hex| is_sha256_hex(hex))
+                    .ok_or_else(|| invalid("has a digest that is not sha256:64 hex digits"))?;
+                (rest, Some(format!("sha256:{hex}")))
+            }
+            None => (rest, None),
+        };
+        let (repository, tag) = match rest.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
+            _ => (rest, None),
+        };
+        let part_ok = |part: &str| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+        };
+        if !repository.split('/').all(part_ok) {
+            return Err(invalid(
+                "has a repository name that is not lower-case letters, digits, `.`, `_`, `-` and `/`",
+            ));
+        }
+        let tag_ok = |tag: &str| {
+            (1..=128).contains(&tag.len())
+                && !tag.starts_with(['.', '-'])
+                && tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        if tag.is_some_and(|tag| !tag_ok(tag)) {
+            return Err(invalid("has an invalid tag"));
+        }
+        Ok(Self {
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest,
+        })
     }
 }
 
 impl fmt::Display for ComponentReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SCHEME}{}", self.0)
+        write!(f, "{SCHEME}{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
     }
 }
 
@@ -127,14 +213,12 @@ impl fmt::Debug for RegistryConfig {
 
 /// A client for the registries components are pulled from.
 pub struct Registry {
-    client: Client,
-    auth: RegistryAuth,
-    insecure: Vec<String>,
-    max_size: u64,
+    config: RegistryConfig,
+    tls: tokio_rustls::TlsConnector,
 }
 
 /// A [`Registry`] made the first time one is needed, so that a host serving a file
-/// never pays for setting one up (its trust store is parsed at creation).
+/// never pays for setting one up (its trust store is built at creation).
 pub struct LazyRegistry {
     config: RegistryConfig,
     client: OnceLock<Registry>,
@@ -150,12 +234,9 @@ impl LazyRegistry {
     }
 
     /// The client, made now if this is the first call.
-    pub fn get(&self) -> Result<&Registry> {
-        if let Some(client) = self.client.get() {
-            return Ok(client);
-        }
-        let client = Registry::new(&self.config)?;
-        Ok(self.client.get_or_init(|| client))
+    pub fn get(&self) -> &Registry {
+        self.client
+            .get_or_init(|| Registry::new(self.config.clone()))
     }
 }
 
@@ -163,9 +244,10 @@ impl LazyRegistry {
 pub struct Resolved {
     /// The reference, pinned to the manifest's digest.
     reference: ComponentReference,
-    layer: OciDescriptor,
     /// The layer's SHA-256 in lowercase hex: the component's own SHA-256.
     sha256: String,
+    /// The layer's size, in bytes.
+    size: u64,
 }
 
 impl Resolved {
@@ -181,43 +263,41 @@ impl fmt::Display for Resolved {
     }
 }
 
+/// The parts of an image manifest, or of an image index, that a pull reads.
+#[derive(Deserialize)]
+struct Manifest {
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    /// Present in an image index only.
+    manifests: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+/// Why a call to a registry failed, sorted by what the user should be told.
+#[derive(Debug)]
+enum CallError {
+    Connect(std::io::Error),
+    Tls(std::io::Error),
+    Timeout,
+    Http(anyhow::Error),
+    Status(StatusCode),
+}
+
 impl Registry {
     /// A client for registries as `config` says to reach them.
-    pub fn new(config: &RegistryConfig) -> Result<Self> {
-        // The HTTP client brings rustls without a crypto provider of its own: it takes
-        // the process's default, which must be the same ring the rest of the host uses.
-        // It fails only when a default is installed already, which is then used.
-        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-        // The same trust store wherever the host runs (a `FROM scratch` image has none),
-        // and the one guests' outbound requests use.
-        let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(|certificate| Certificate {
-                encoding: CertificateEncoding::Der,
-                data: certificate.to_vec(),
-            })
-            .collect();
-        let client = Client::try_from(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
-            tls_certs_only: roots,
-            // A manifest list is refused, not resolved to a platform: a component has none.
-            platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("wasi-host/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        })
-        .context("cannot set up the registry client")?;
-        let auth = match &config.credentials {
-            Some((username, password)) => RegistryAuth::Basic(username.clone(), password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
-        Ok(Self {
-            client,
-            auth,
-            insecure: config.insecure.clone(),
-            max_size: config.max_size,
-        })
+    pub fn new(config: RegistryConfig) -> Self {
+        Self {
+            config,
+            tls: crate::tls::connector(),
+        }
     }
 
     /// Pulls the component `reference` names: [`Self::resolve`], then [`Self::fetch`].
@@ -234,62 +314,54 @@ impl Registry {
     }
 
     async fn resolve_inner(&self, reference: &ComponentReference) -> Result<Resolved> {
-        // oci-client checks the manifest's bytes against the reference's digest, if it
-        // has one, before returning them.
-        let (manifest, digest) = self
-            .client
-            .pull_manifest_raw(&reference.0, &self.auth, ACCEPTED_MANIFESTS)
-            .await
-            .map_err(|error| self.explain(reference, error))?;
-        let manifest: OciManifest = serde_json::from_slice(&manifest)
-            .context("the registry sent an unreadable manifest")?;
+        let url = self.url(reference, "manifests", reference.manifest_reference());
+        let body = self
+            .get(reference, &url, ACCEPTED_MANIFESTS, MAX_MANIFEST_SIZE)
+            .await?;
+        let digest = format!("sha256:{:x}", Sha256::digest(&body));
+        if let Some(pinned) = &reference.digest {
+            ensure!(*pinned == digest, DIGEST_MISMATCH);
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(&body).context("the registry sent an unreadable manifest")?;
         let expected = format!(
             "expected a Wasm component: config `{WASM_CONFIG_MEDIA_TYPE}` and one \
              `{WASM_LAYER_MEDIA_TYPE}` layer, as `wkg oci push` writes"
         );
-        let image = match manifest {
-            OciManifest::Image(image) => image,
-            OciManifest::ImageIndex(_) => {
-                bail!("it is a multi-platform image index, not a Wasm component; {expected}")
-            }
-        };
-        let layers: Vec<&str> = image.layers.iter().map(|l| l.media_type.as_str()).collect();
-        if image.config.media_type != WASM_CONFIG_MEDIA_TYPE || layers != [WASM_LAYER_MEDIA_TYPE] {
+        if manifest.manifests.is_some() {
+            bail!("it is a multi-platform image index, not a Wasm component; {expected}");
+        }
+        let config = manifest
+            .config
+            .as_ref()
+            .map_or("", |c| c.media_type.as_str());
+        let layers: Vec<&str> = manifest
+            .layers
+            .iter()
+            .map(|l| l.media_type.as_str())
+            .collect();
+        if config != WASM_CONFIG_MEDIA_TYPE || layers != [WASM_LAYER_MEDIA_TYPE] {
             bail!(
-                "it is not a Wasm component: its config is `{}` and its layers are [{}]; {expected}",
-                image.config.media_type,
+                "it is not a Wasm component: its config is `{config}` and its layers are \
+                 [{}]; {expected}",
                 layers.join(", ")
             );
         }
-        let layer = image
-            .layers
-            .into_iter()
-            .next()
-            .expect("one layer, checked above");
+        let layer = &manifest.layers[0];
         let sha256 = match layer.digest.split_once(':') {
             Some(("sha256", hex)) if is_sha256_hex(hex) => hex.to_owned(),
             _ => bail!("its layer's digest `{}` is not a SHA-256", layer.digest),
         };
         ensure!(
-            u64::try_from(layer.size).is_ok_and(|size| size <= self.max_size),
+            layer.size <= self.config.max_size,
             "the component is {} bytes, more than the limit of {} (--max-pull-size)",
             layer.size,
-            self.max_size
+            self.config.max_size
         );
-        // Pinned to the digest, with the tag kept for people reading the origin.
-        let pinned = match reference.0.tag() {
-            Some(tag) => Reference::with_tag_and_digest(
-                reference.0.registry().to_owned(),
-                reference.0.repository().to_owned(),
-                tag.to_owned(),
-                digest,
-            ),
-            None => reference.0.clone_with_digest(digest),
-        };
         Ok(Resolved {
-            reference: ComponentReference(pinned),
-            layer,
+            reference: reference.pinned(digest),
             sha256,
+            size: layer.size,
         })
     }
 
@@ -300,130 +372,326 @@ impl Registry {
             .fetch_inner(resolved)
             .await
             .with_context(|| format!("cannot pull `{resolved}`"))?;
-        ComponentBytes::uploaded(bytes, resolved.to_string()).map_err(anyhow::Error::from)
+        ComponentBytes::uploaded(bytes.to_vec(), resolved.to_string()).map_err(anyhow::Error::from)
     }
 
-    async fn fetch_inner(&self, resolved: &Resolved) -> Result<Vec<u8>> {
+    async fn fetch_inner(&self, resolved: &Resolved) -> Result<Bytes> {
         let reference = &resolved.reference;
-        let mut stream = self
-            .client
-            .pull_blob_stream(&reference.0, &resolved.layer)
-            .await
-            .map_err(|error| self.explain(reference, error))?;
-        let expected = u64::try_from(resolved.layer.size).unwrap_or(0);
-        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = stream.try_next().await.map_err(download_error)? {
-            ensure!(
-                bytes.len() as u64 + chunk.len() as u64 <= expected,
-                "the registry sent more than the {expected} bytes the manifest declares"
-            );
-            hasher.update(&chunk);
-            bytes.extend_from_slice(&chunk);
-        }
+        let digest = format!("sha256:{}", resolved.sha256);
+        let url = self.url(reference, "blobs", &digest);
+        // One byte over the declared size shows a registry that sends too much.
+        let limit = usize::try_from(resolved.size.saturating_add(1)).unwrap_or(usize::MAX);
+        let bytes = self.get(reference, &url, "*/*", limit).await?;
         ensure!(
-            bytes.len() as u64 == expected,
-            "the registry sent {} bytes, not the {expected} the manifest declares",
-            bytes.len()
+            bytes.len() as u64 == resolved.size,
+            "the registry sent {} bytes, not the {} the manifest declares",
+            bytes.len(),
+            resolved.size
         );
-        // oci-client checks the digest too; checked here again so that the guarantee
-        // does not rest on a library detail.
-        let actual = format!("{:x}", hasher.finalize());
+        let actual = format!("{:x}", Sha256::digest(&bytes));
         ensure!(
             actual == resolved.sha256,
-            "the component's bytes do not match its digest: expected sha256:{}, got sha256:{actual}",
+            "{DIGEST_MISMATCH}: expected sha256:{}, got sha256:{actual}",
             resolved.sha256
         );
         Ok(bytes)
     }
 
-    /// Turns a registry client error into one that says what to do about it.
-    fn explain(
+    fn url(&self, reference: &ComponentReference, kind: &str, name: &str) -> String {
+        let scheme = if self.is_insecure(reference.registry()) {
+            "http"
+        } else {
+            "https"
+        };
+        format!(
+            "{scheme}://{}/v2/{}/{kind}/{name}",
+            reference.registry(),
+            reference.repository
+        )
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.config
+            .insecure
+            .iter()
+            .any(|insecure| insecure == registry)
+    }
+
+    /// `GET url`, authenticating as the registry asks and following redirects, and the
+    /// body of a `200`, up to `limit` bytes.
+    async fn get(
         &self,
         reference: &ComponentReference,
-        error: OciDistributionError,
-    ) -> anyhow::Error {
-        use OciDistributionError::{
-            AuthenticationFailure, DigestError, ImageManifestNotFoundError, RegistryError,
-            RequestError, ServerError, UnauthorizedError,
-        };
-        use oci_client::errors::OciErrorCode as Code;
+        url: &str,
+        accept: &str,
+        limit: usize,
+    ) -> Result<Bytes> {
         let registry = reference.registry();
-        let has_code = |codes: &[Code]| {
-            matches!(&error, RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| codes.contains(&e.code)))
-        };
+        let mut authorization = None;
+        let mut response = self.call(url, accept, authorization.as_ref()).await;
+        if let Ok(unauthorized) = &response
+            && unauthorized.status() == StatusCode::UNAUTHORIZED
+        {
+            authorization = self.authorize(reference, unauthorized.headers()).await?;
+            if authorization.is_some() {
+                response = self.call(url, accept, authorization.as_ref()).await;
+            }
+        }
         let denied = || {
-            format!(
+            anyhow!(
                 "the registry `{registry}` refused access (set ${USERNAME_ENV} and \
                  ${PASSWORD_ENV} for a private repository)"
             )
         };
-        let missing = "no such repository, tag or digest in the registry";
-        let hint = match &error {
-            RequestError(request)
-                if is_tls_failure(request)
-                    && !self.insecure.iter().any(|insecure| insecure == registry) =>
-            {
-                format!(
+        let response = match response {
+            Ok(response) => response,
+            Err(CallError::Tls(error)) if !self.is_insecure(registry) => {
+                return Err(anyhow::Error::new(error).context(format!(
                     "the registry `{registry}` failed the TLS handshake (if it serves plain \
                      HTTP, name it with --insecure-registry {registry})"
+                )));
+            }
+            Err(CallError::Connect(error) | CallError::Tls(error)) => {
+                return Err(anyhow::Error::new(error)
+                    .context(format!("cannot reach the registry `{registry}`")));
+            }
+            Err(CallError::Timeout) => {
+                bail!("the registry `{registry}` did not answer in time")
+            }
+            Err(CallError::Http(error)) => {
+                return Err(error.context(format!("the call to the registry `{registry}` failed")));
+            }
+            Err(CallError::Status(status)) => bail!("the registry `{registry}` answered {status}"),
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(denied()),
+            StatusCode::NOT_FOUND => bail!(MISSING),
+            status => bail!("the registry `{registry}` answered {status}"),
+        }
+        match tokio::time::timeout(
+            CALL_TIMEOUT,
+            Limited::new(response.into_body(), limit).collect(),
+        )
+        .await
+        {
+            Ok(Ok(body)) => Ok(body.to_bytes()),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                bail!(
+                    "the registry sent more than the {} bytes expected",
+                    limit.saturating_sub(1).max(1)
                 )
             }
-            RequestError(request) if request.is_connect() => {
-                format!("cannot reach the registry `{registry}`")
-            }
-            RequestError(request) if request.is_timeout() => {
-                format!("the registry `{registry}` did not answer in time")
-            }
-            AuthenticationFailure(_)
-            | UnauthorizedError { .. }
-            | ServerError {
-                code: 401 | 403, ..
-            } => denied(),
-            _ if has_code(&[Code::Denied, Code::Unauthorized]) => denied(),
-            ImageManifestNotFoundError(_) | ServerError { code: 404, .. } => missing.to_owned(),
-            _ if has_code(&[Code::ManifestUnknown, Code::NameUnknown, Code::BlobUnknown]) => {
-                missing.to_owned()
-            }
-            DigestError(_) => DIGEST_MISMATCH.to_owned(),
-            _ => return anyhow::Error::new(error),
-        };
-        anyhow::Error::new(error).context(hint)
-    }
-}
-
-/// The error of a failed download. oci-client checks the digest as the stream ends, and
-/// reports a mismatch as an I/O error.
-fn download_error(error: std::io::Error) -> anyhow::Error {
-    let mismatch = error
-        .get_ref()
-        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>());
-    let error = anyhow::Error::new(error);
-    if mismatch {
-        error.context(DIGEST_MISMATCH)
-    } else {
-        error.context("the download of the component failed")
-    }
-}
-
-/// Whether `error` was caused by a TLS failure (for example a plain HTTP answer to a
-/// TLS handshake).
-fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<tokio_rustls::rustls::Error>() {
-            return true;
+            Ok(Err(error)) => Err(anyhow!(error).context("the download from the registry failed")),
+            Err(_elapsed) => bail!("the registry `{registry}` did not finish sending in time"),
         }
-        // An `io::Error`'s `source` skips the error it wraps.
-        cause = match error.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => error.source(),
-        };
     }
-    false
+
+    /// The `Authorization` header a registry's `401` asks for: a bearer token from its
+    /// token service (`Bearer realm=…`), or the credentials themselves (`Basic`).
+    async fn authorize(
+        &self,
+        reference: &ComponentReference,
+        challenged: &HeaderMap,
+    ) -> Result<Option<HeaderValue>> {
+        let challenge = challenged
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let basic = self.config.credentials.as_ref().map(|(user, password)| {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            HeaderValue::try_from(format!("Basic {encoded}"))
+        });
+        let Some(parameters) = strip_prefix_ignore_case(challenge, "Bearer ") else {
+            return basic
+                .transpose()
+                .context("the credentials are not a valid header");
+        };
+        let parameters = challenge_parameters(parameters);
+        let parameter = |name: &str| {
+            parameters
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str())
+        };
+        let realm = parameter("realm")
+            .context("the registry asked for a token without naming where to get it")?;
+        let scope = format!("repository:{}:pull", reference.repository);
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(service) = parameter("service") {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", parameter("scope").unwrap_or(&scope));
+            query.finish()
+        };
+        let separator = if realm.contains('?') { '&' } else { '?' };
+        let url = format!("{realm}{separator}{query}");
+        let basic = basic
+            .transpose()
+            .context("the credentials are not a valid header")?;
+        let response = self
+            .call(&url, "application/json", basic.as_ref())
+            .await
+            .map_err(|error| anyhow!("the registry's token service failed: {error:?}"))?;
+        if !response.status().is_success() {
+            // Refused: the call it was for is answered `401` again, and reported so.
+            return Ok(None);
+        }
+        let body = Limited::new(response.into_body(), MAX_SMALL_BODY)
+            .collect()
+            .await
+            .map_err(|error| anyhow!(error).context("the registry's token service failed"))?
+            .to_bytes();
+        #[derive(Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let token: Token =
+            serde_json::from_slice(&body).context("the registry's token service sent no token")?;
+        let token = token
+            .token
+            .or(token.access_token)
+            .context("the registry's token service sent no token")?;
+        let value = HeaderValue::try_from(format!("Bearer {token}"))
+            .context("the registry's token is not a valid header")?;
+        Ok(Some(value))
+    }
+
+    /// One `GET`, following redirects; `authorization` goes only to the host it was
+    /// meant for.
+    async fn call(
+        &self,
+        url: &str,
+        accept: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>, CallError> {
+        let mut uri: Uri = url
+            .parse()
+            .map_err(|error| CallError::Http(anyhow!("invalid URL `{url}`: {error}")))?;
+        let origin_host = uri.authority().cloned();
+        for _ in 0..=MAX_REDIRECTS {
+            let same_host = uri.authority() == origin_host.as_ref();
+            let response = self
+                .call_once(&uri, accept, authorization.filter(|_| same_host))
+                .await?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .ok_or(CallError::Status(response.status()))?;
+            uri = resolve_location(&uri, location).map_err(CallError::Http)?;
+        }
+        Err(CallError::Http(anyhow!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    async fn call_once(
+        &self,
+        uri: &Uri,
+        accept: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>, CallError> {
+        let https = uri.scheme_str() == Some("https");
+        let host = uri
+            .host()
+            .ok_or_else(|| CallError::Http(anyhow!("`{uri}` names no host")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let mut request = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(header::HOST, uri.authority().map_or(host, |a| a.as_str()))
+            .header(header::ACCEPT, accept)
+            .header(
+                header::USER_AGENT,
+                concat!("wasi-host/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| CallError::Http(error.into()))?;
+        if let Some(authorization) = authorization {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, authorization.clone());
+        }
+        let connect = async {
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(CallError::Connect)?;
+            if !https {
+                return self.send(TokioIo::new(tcp), request).await;
+            }
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|error| CallError::Http(anyhow!("`{host}`: {error}")))?;
+            let tls = self.tls.connect(name, tcp).await.map_err(CallError::Tls)?;
+            self.send(TokioIo::new(tls), request).await
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT + CALL_TIMEOUT, connect)
+            .await
+            .map_err(|_elapsed| CallError::Timeout)?
+    }
+
+    async fn send<T>(
+        &self,
+        io: TokioIo<T>,
+        request: Request<Empty<Bytes>>,
+    ) -> Result<Response<Incoming>, CallError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|error| CallError::Http(error.into()))?;
+        // Ends once the response body is read, or dropped.
+        tokio::spawn(connection);
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| CallError::Http(error.into()))
+    }
+}
+
+/// The URL a `Location` header points to, relative to `base`.
+fn resolve_location(base: &Uri, location: &str) -> Result<Uri> {
+    let target: Uri = location
+        .parse()
+        .with_context(|| format!("invalid redirect `{location}`"))?;
+    if target.scheme().is_some() {
+        return Ok(target);
+    }
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = target.path_and_query().cloned();
+    Uri::from_parts(parts).with_context(|| format!("invalid redirect `{location}`"))
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// The `key="value"` pairs of a `WWW-Authenticate` challenge; values may be quoted and
+/// hold commas (`scope="repository:a:pull,push"`).
+fn challenge_parameters(text: &str) -> Vec<(String, String)> {
+    let mut parameters = Vec::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let (value, remaining) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((value, remaining)) => (value, remaining),
+                None => (quoted, ""),
+            },
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        parameters.push((key, value.trim().to_owned()));
+        rest = remaining.trim_start_matches(',').trim();
+    }
+    parameters
 }
 
 fn is_sha256_hex(hex: &str) -> bool {
@@ -439,6 +707,7 @@ mod tests {
         let reference: ComponentReference = "oci://127.0.0.1:5000/apps/hello:v1".parse().unwrap();
         assert_eq!(reference.registry(), "127.0.0.1:5000");
         assert_eq!(reference.to_string(), "oci://127.0.0.1:5000/apps/hello:v1");
+        assert_eq!(reference.manifest_reference(), "v1");
         let digest = format!("sha256:{}", "a".repeat(64));
         let pinned: ComponentReference = format!("oci://ghcr.io/org/hello:v1@{digest}")
             .parse()
@@ -447,14 +716,53 @@ mod tests {
             pinned.to_string(),
             format!("oci://ghcr.io/org/hello:v1@{digest}")
         );
+        assert_eq!(pinned.manifest_reference(), digest);
+        let untagged: ComponentReference = "oci://localhost/hello".parse().unwrap();
+        assert_eq!(untagged.manifest_reference(), "latest");
 
         for wrong in [
             "oci://hello:v1",
             "oci://library/hello",
             "oci://ghcr.io/Hello",
             "oci://ghcr.io/hello@sha256:abc",
+            "oci://ghcr.io//hello",
+            "oci://ghcr.io/hello:-v1",
         ] {
             assert!(wrong.parse::<ComponentReference>().is_err(), "{wrong}");
         }
+    }
+
+    #[test]
+    fn challenges_are_read_with_quoted_commas() {
+        let parameters = challenge_parameters(
+            r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(
+            parameters,
+            [
+                ("realm".to_owned(), "https://auth.example/token".to_owned()),
+                ("service".to_owned(), "registry.example".to_owned()),
+                ("scope".to_owned(), "repository:a/b:pull,push".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_call() {
+        let base: Uri = "https://registry.example/v2/a/blobs/sha256:00"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            resolve_location(&base, "/storage/blob?sig=1")
+                .unwrap()
+                .to_string(),
+            "https://registry.example/storage/blob?sig=1"
+        );
+        assert_eq!(
+            resolve_location(&base, "https://cdn.example/blob")
+                .unwrap()
+                .to_string(),
+            "https://cdn.example/blob"
+        );
     }
 }

@@ -97,7 +97,7 @@ impl ActiveComponent {
     ) -> Result<Self> {
         let pulled = match &source {
             AppSource::Registry(reference) => {
-                Some(AppBytes::Component(registry.get()?.pull(reference).await?))
+                Some(AppBytes::Component(registry.get().pull(reference).await?))
             }
             _ => None,
         };
@@ -203,10 +203,7 @@ impl ActiveComponent {
         reference: &ComponentReference,
     ) -> Result<Arc<Version>, SwapError> {
         let old = self.current();
-        let registry = match self.registry.get() {
-            Ok(registry) => registry,
-            Err(error) => return Err(rejected(trigger, &old, error)),
-        };
+        let registry = self.registry.get();
         let resolved = match registry.resolve(reference).await {
             Ok(resolved) => resolved,
             Err(error) => return Err(rejected(trigger, &old, error)),

@@ -172,22 +172,11 @@ impl Connector {
     /// against the Mozilla roots, and giving up after `connect_timeout` unless the
     /// request asks for less.
     pub fn new(allowlist: Arc<Allowlist>, resolver: Resolver, connect_timeout: Duration) -> Self {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Self {
             inner: Arc::new(ConnectorInner {
                 allowlist,
                 resolver,
-                tls: TlsConnector::from(Arc::new(config)),
+                tls: crate::tls::connector(),
                 connect_timeout,
             }),
         }
