@@ -9,8 +9,11 @@ RUN rustup target add x86_64-unknown-linux-musl wasm32-wasip2 \
  && apt-get update && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
 # Release settings for the image only, so Cargo.toml keeps local release builds
-# debuggable. The container tests build the host with every CARGO_ variable set here.
+# debuggable and quick to build. The container tests build the host with every CARGO_
+# variable set here. Whole-program optimization keeps the image inside its 25 MB budget.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
+ENV CARGO_PROFILE_RELEASE_LTO=fat
+ENV CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 WORKDIR /src
 COPY . .
 # Everything the runtime stage takes from this one is left in /out.
