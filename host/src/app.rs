@@ -169,15 +169,12 @@ impl AppBytes {
                 bail!("`{reference}` is pulled from its registry, not read from disk")
             }
         };
-        let manifest = spin_manifest::read(&manifest_path)?;
+        let (manifest, text) = spin_manifest::read(&manifest_path)?;
         let folder = manifest_path.parent().unwrap_or(Path::new("."));
         // Over the manifest's text and every component's bytes and files, so that a
         // change to any of them is a change of version.
         let mut hasher = Sha256::new();
-        hasher.update(
-            std::fs::read(&manifest_path)
-                .with_context(|| format!("cannot read `{}`", manifest_path.display()))?,
-        );
+        hasher.update(text.as_bytes());
         let mut components = Vec::with_capacity(manifest.components.len());
         for spec in &manifest.components {
             let in_component = || format!("component `{}`", spec.id);

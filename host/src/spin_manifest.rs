@@ -88,12 +88,14 @@ pub fn manifest_file(path: &Path) -> PathBuf {
     }
 }
 
-/// Reads and checks the manifest at `path`.
-pub fn read(path: &Path) -> Result<AppManifest> {
+/// Reads and checks the manifest at `path`; its text is returned too, as read.
+pub fn read(path: &Path) -> Result<(AppManifest, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the manifest `{}`", path.display()))?;
     let folder = path.parent().unwrap_or(Path::new("."));
-    parse(&text, folder).with_context(|| format!("cannot run `{}`", path.display()))
+    let manifest =
+        parse(&text, folder).with_context(|| format!("cannot run `{}`", path.display()))?;
+    Ok((manifest, text))
 }
 
 /// Parses and checks manifest `text`, resolving relative paths against `folder`.
