@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled, Result, bail,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled,
+    Result, bail,
 };
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -21,9 +22,17 @@ use crate::state::RequestState;
 /// The export that makes a component a `wasi:http/proxy` handler.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler";
 
-/// Bytes of each linear memory kept mapped when its slot is recycled: enough for a
-/// small guest's stack, data and heap.
-const MEMORY_KEEP_RESIDENT: usize = 256 << 10;
+/// Bytes of each linear memory kept mapped when its slot is recycled, where the kernel
+/// can tell which pages a guest wrote (`PAGEMAP_SCAN`, Linux 6.7+): only those are
+/// copied back from the component's image, up to this much, so a large guest such as
+/// CPython finds its heap mapped and writable on the next request instead of
+/// faulting it in again.
+const MEMORY_KEEP_RESIDENT_SCANNED: usize = 16 << 20;
+
+/// Bytes of each linear memory kept mapped when its slot is recycled without
+/// `PAGEMAP_SCAN` (older kernels, gVisor): these first bytes are reset in full on every
+/// recycle, dirty or not, so only enough for a small guest's stack, data and heap.
+const MEMORY_KEEP_RESIDENT_UNSCANNED: usize = 256 << 10;
 
 /// Bytes of each table kept mapped when its slot is recycled.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
@@ -109,17 +118,26 @@ fn pooling_config(limits: &InstanceLimits) -> PoolingAllocationConfig {
         .max_tables_per_component(limits.tables_per_component)
         .max_memory_size(limits.max_memory)
         .table_elements(limits.max_table_elements)
-        // A recycled slot's first pages are zeroed in place rather than returned to the
-        // kernel: no page faults on the next request, and no TLB-shootdown IPIs from
-        // `madvise` on the hot path.
-        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        // A recycled slot's pages are reset in place rather than returned to the kernel:
+        // no page faults on the next request, and none of the TLB-shootdown IPIs that
+        // `madvise` and copy-on-write faults send to the other cores running guests.
+        .linear_memory_keep_resident(memory_keep_resident())
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         // What lies beyond goes back to the kernel as each slot is recycled: batching
         // kept a batch's worth of a large guest's dirtied heaps resident (a Python guest
         // at 80 connections peaked 64 MiB higher with 16) for no gain measurable on
         // small guests.
-        .decommit_batch_size(1);
+        .decommit_batch_size(1)
+        .pagemap_scan(Enabled::Auto);
     pool
+}
+
+fn memory_keep_resident() -> usize {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        MEMORY_KEEP_RESIDENT_SCANNED
+    } else {
+        MEMORY_KEEP_RESIDENT_UNSCANNED
+    }
 }
 
 /// Adds every interface the host offers: all of WASI 0.2 (toolchain-built guests import
