@@ -151,6 +151,8 @@ async fn the_probe_path_is_answered_by_the_host_and_can_be_turned_off() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.expect("body"), "ok\n");
 
+    assert!(probe.starts_with("/.well-known/") && !probe.ends_with('z'));
+
     let without = TestServer::start_with(&guests().testbed, &["--health-path", ""]);
     let response = client().get(without.url(probe)).send().await.expect("GET");
     assert_eq!(
@@ -158,4 +160,20 @@ async fn the_probe_path_is_answered_by_the_host_and_can_be_turned_off() {
         StatusCode::NOT_FOUND,
         "the guest answers it"
     );
+
+    let moved = TestServer::start_with(&guests().testbed, &["--health-path", "/ready"]);
+    let response = client().get(moved.url("/ready")).send().await.expect("GET");
+    assert_eq!(response.text().await.expect("body"), "ok\n");
+    let response = client().get(moved.url(probe)).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "now the guest's");
+}
+
+#[tokio::test]
+async fn the_component_may_come_from_the_environment() {
+    let mut command = crate::util::host_binary();
+    command
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("WASI_HOST_COMPONENT", &guests().hello);
+    let server = TestServer::spawn(command, "wasi-host", "listening on http://");
+    assert_hello(&server).await;
 }

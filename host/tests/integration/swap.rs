@@ -110,19 +110,29 @@ async fn ask(http: &reqwest::Client, url: &str) -> Result<Build, String> {
     }
 }
 
-/// Waits until new requests get `build`, then checks that the next few do too.
-pub async fn assert_swapped_to(server: &TestServer, build: Build) {
+/// Waits until new requests get `build`, then checks that the next few do too. Returns
+/// how long it took from the call: for a file trigger, the time the swap took to show.
+pub async fn assert_swapped_to(server: &TestServer, build: Build) -> Duration {
     let http = client();
     let url = server.url("/build");
-    let deadline = tokio::time::Instant::now() + SWAP_TIMEOUT;
+    let started = tokio::time::Instant::now();
     while ask(&http, &url).await != Ok(build) {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            started.elapsed() < SWAP_TIMEOUT,
             "still not {build:?} after {SWAP_TIMEOUT:?}; log:\n{}",
             server.log()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let took = started.elapsed();
+    assert_serving(server, build).await;
+    took
+}
+
+/// Checks that the next few requests, sent now, get `build`.
+async fn assert_serving(server: &TestServer, build: Build) {
+    let http = client();
+    let url = server.url("/build");
     for _ in 0..5 {
         assert_eq!(
             ask(&http, &url).await,
@@ -132,7 +142,10 @@ pub async fn assert_swapped_to(server: &TestServer, build: Build) {
     }
 }
 
-fn assert_clean(tally: &Tally, swaps: usize) {
+/// Checks that no request failed and both builds were served, and prints what the load
+/// saw and how long the swaps took.
+fn assert_clean(tally: &Tally, swap_times: &mut [Duration]) {
+    let swaps = swap_times.len();
     assert!(
         tally.failures.is_empty(),
         "{} failed requests during {swaps} swaps, first: {:?}",
@@ -143,9 +156,14 @@ fn assert_clean(tally: &Tally, swaps: usize) {
         tally.v1 > 0 && tally.v2 > 0,
         "load saw both builds: {tally:?}"
     );
+    swap_times.sort();
     eprintln!(
-        "{swaps} swaps under load: {} v1 + {} v2 responses, 0 failed",
-        tally.v1, tally.v2
+        "{swaps} swaps under load from {CONNECTIONS} connections: {} v1 + {} v2 responses, \
+         0 failed; swap time median {:?}, max {:?}",
+        tally.v1,
+        tally.v2,
+        swap_times[swaps / 2],
+        swap_times[swaps - 1]
     );
 }
 
@@ -170,6 +188,12 @@ pub fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String
         .expect("admin endpoint address in the log")
         .to_string();
     (server, admin)
+}
+
+/// The path part of the admin endpoint's URL.
+fn admin_path(admin: &str) -> &str {
+    let after_scheme = admin.strip_prefix("http://").expect("http URL");
+    &after_scheme[after_scheme.find('/').expect("a path")..]
 }
 
 pub async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> reqwest::Response {
@@ -211,22 +235,32 @@ async fn upload_swaps_fifty_times_under_load_without_a_failed_request() {
         "generation 1 has sha256 {}",
         sha256_of(Build::V1.file())
     ));
+    // A good component with a wrong token changes nothing.
+    let refused = put_component(&admin, Some("wrong-token-wrong-token"), Build::V2.bytes()).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_serving(&server, Build::V1).await;
+    assert_eq!(active_version(&admin).await["generation"], 1);
+
     let load = Load::start(&server);
     let mut build = Build::V1;
+    let mut swap_times = Vec::new();
     for swap in 0..SWAPS {
         build = build.other();
+        let started = tokio::time::Instant::now();
         let response = put_component(&admin, Some(TOKEN), build.bytes()).await;
+        swap_times.push(started.elapsed());
         assert_eq!(response.status(), StatusCode::OK, "swap {swap}");
         let version = version_json(response).await;
         assert_eq!(version["generation"], swap as u64 + 2);
         assert_eq!(version["sha256"], sha256_of(build.file()));
         // The upload answers once the new version is published: the very next request
         // gets it.
-        assert_swapped_to(&server, build).await;
+        assert_serving(&server, build).await;
     }
-    assert_clean(&load.finish().await, SWAPS);
+    assert_clean(&load.finish().await, &mut swap_times);
     assert_eq!(active_version(&admin).await["generation"], SWAPS as u64 + 1);
     server.assert_logged("swapped: generation 51 is `upload from 127.0.0.1:");
+    server.assert_logged(&format!("(sha256 {})", sha256_of(build.file())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,14 +269,19 @@ async fn hangup_swaps_fifty_times_under_load_without_a_failed_request() {
     let server = TestServer::start(&path);
     let load = Load::start(&server);
     let mut build = Build::V1;
+    let mut swap_times = Vec::new();
     for _ in 0..SWAPS {
         build = build.other();
         std::fs::write(&path, build.bytes()).expect("replace component");
         server.signal("HUP");
-        assert_swapped_to(&server, build).await;
+        swap_times.push(assert_swapped_to(&server, build).await);
     }
-    assert_clean(&load.finish().await, SWAPS);
-    server.assert_logged("swapped: generation 51 is");
+    assert_clean(&load.finish().await, &mut swap_times);
+    server.assert_logged(&format!(
+        "swapped: generation 51 is `{}` (sha256 {})",
+        path.display(),
+        sha256_of(build.file())
+    ));
     server.assert_logged("Hangup");
 }
 
@@ -252,6 +291,7 @@ async fn watch_swaps_fifty_times_under_load_without_a_failed_request() {
     let server = TestServer::start_with(&path, &["--watch"]);
     let load = Load::start(&server);
     let mut build = Build::V1;
+    let mut swap_times = Vec::new();
     for swap in 0..SWAPS {
         build = build.other();
         if swap % 2 == 0 {
@@ -263,10 +303,16 @@ async fn watch_swaps_fifty_times_under_load_without_a_failed_request() {
             // Rewritten in place, in pieces, as a slow copy would.
             write_in_pieces(&path, &build.bytes());
         }
-        assert_swapped_to(&server, build).await;
+        swap_times.push(assert_swapped_to(&server, build).await);
     }
-    assert_clean(&load.finish().await, SWAPS);
+    assert_clean(&load.finish().await, &mut swap_times);
     server.assert_logged("swapped: generation 51 is");
+    // Debouncing waited for each write to finish: no half-written file was ever read.
+    assert!(
+        !server.log().contains("rejected the new component"),
+        "{}",
+        server.log()
+    );
 }
 
 fn write_in_pieces(path: &Path, bytes: &[u8]) {
@@ -299,6 +345,9 @@ async fn a_slow_request_finishes_on_the_version_it_started_with() {
 async fn bad_versions_are_rejected_under_load_and_the_old_one_keeps_serving() {
     let (dir, path) = component_copy();
     let (server, admin) = start_with_admin(&path, &["--watch"]);
+    // Writing the `.cwasm` below wakes the watcher; once the active version's digest is
+    // known, that reload finds `app.wasm` unchanged.
+    server.assert_logged("generation 1 has sha256");
     let load = Load::start(&server);
     let precompiled = dir.path().join("v2.cwasm");
     let compiled = crate::util::run_host(&[
@@ -348,17 +397,11 @@ async fn bad_versions_are_rejected_under_load_and_the_old_one_keeps_serving() {
         assert!(message.contains("the old version keeps serving"), "{what}");
 
         if what != "precompiled upload" {
-            let rejections = server.log().matches("rejected the new component").count();
+            // On disk, found by the watcher, then again by SIGHUP.
             std::fs::write(&path, &bytes).expect("write bad file");
-            let logged = crate::util::wait_for(SWAP_TIMEOUT, || {
-                let now = server.log().matches("rejected the new component").count();
-                (now > rejections).then_some(())
-            });
-            assert!(
-                logged.is_some(),
-                "{what} on disk not rejected:\n{}",
-                server.log()
-            );
+            assert_rejected_again(&server, what, reason);
+            server.signal("HUP");
+            assert_rejected_again(&server, what, reason);
         }
         assert_eq!(ask(&client(), &server.url("/build")).await, Ok(Build::V1));
     }
@@ -370,6 +413,19 @@ async fn bad_versions_are_rejected_under_load_and_the_old_one_keeps_serving() {
     );
     assert_eq!(tally.v2, 0, "no bad version was ever served");
     assert_eq!(active_version(&admin).await["generation"], 1);
+}
+
+/// Waits for one more "rejected" log line than there was, with `reason` in it.
+fn assert_rejected_again(server: &TestServer, what: &str, reason: &str) {
+    const REJECTED: &str = "rejected the new component, the old one keeps serving: ";
+    let before = server.log().matches(REJECTED).count();
+    let logged = crate::util::wait_for(SWAP_TIMEOUT, || {
+        let log = server.log();
+        let newest = log.rsplit(REJECTED).next().expect("split").lines().next();
+        (log.matches(REJECTED).count() > before).then(|| newest.unwrap_or("").to_string())
+    });
+    let line = logged.unwrap_or_else(|| panic!("{what} not rejected:\n{}", server.log()));
+    assert!(line.contains(reason), "{what}: {line}");
 }
 
 #[tokio::test]
@@ -387,15 +443,49 @@ async fn the_admin_endpoint_needs_the_token_and_limits_uploads() {
         let response = put_component(&admin, token, small.clone()).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let response = client().get(&admin).send().await.expect("GET");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let mut get = client().get(&admin);
+        if let Some(token) = token {
+            get = get.bearer_auth(token);
+        }
+        let response = get.send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
     }
     server.assert_logged("admin request without a valid token refused");
 
     let oversized = Build::V2.bytes();
     assert!(oversized.len() > 64 * 1024);
-    let response = put_component(&admin, Some(TOKEN), oversized).await;
+    let response = put_component(&admin, Some(TOKEN), oversized.clone()).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Streamed in chunks with no declared length, the upload is cut off at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        oversized.chunks(8 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let response = client()
+        .put(&admin)
+        .bearer_auth(TOKEN)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("streamed PUT");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The admin endpoint is only on its own address: on the serving port, the path
+    // is the guest's.
+    let on_serving_port = client()
+        .get(server.url(admin_path(&admin)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET on the serving port");
+    assert_eq!(
+        on_serving_port
+            .headers()
+            .get("x-testbed-build")
+            .and_then(|v| v.to_str().ok()),
+        Some("v1"),
+        "answered by the guest"
+    );
 
     let wrong_method = client()
         .delete(&admin)
