@@ -337,6 +337,11 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
+/// The port of `addr`, or 0 when there is none.
+fn port_or_zero(addr: Option<SocketAddr>) -> u16 {
+    addr.map_or(0, |addr| addr.port())
+}
+
 impl ServeArgs {
     /// Checks the flags against each other and resolves defaults.
     pub fn into_config(self) -> Result<ServeConfig> {
@@ -388,18 +393,36 @@ impl ServeArgs {
         let addr = self
             .addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
-        if let Some(metrics_addr) = self.metrics_addr {
-            let port = metrics_addr.port();
+        for (side_addr, flag, example) in [
+            (self.metrics_addr, "--metrics-addr", 9464),
+            (self.admin_addr, "--admin-addr", 9465),
+        ] {
+            let Some(side_addr) = side_addr else { continue };
+            let port = side_addr.port();
             ensure!(
                 !KNATIVE_RESERVED_PORTS.contains(&port),
-                "--metrics-addr port {port} is reserved on Cloud Run and Knative (ports {}); choose another, such as 9464",
+                "{flag} port {port} is reserved on Cloud Run and Knative (ports {}); choose another, such as {example}",
                 KNATIVE_RESERVED_PORTS
                     .map(|port| port.to_string())
                     .join(", ")
             );
             ensure!(
                 port == 0 || port != addr.port(),
-                "--metrics-addr port {port} is the port requests are served on; choose another"
+                "{flag} port {port} is the port requests are served on; choose another"
+            );
+        }
+        ensure!(
+            port_or_zero(self.metrics_addr) == 0
+                || port_or_zero(self.metrics_addr) != port_or_zero(self.admin_addr),
+            "--metrics-addr and --admin-addr must be on different ports"
+        );
+        if self.health_path.ends_with('z') {
+            // Cloud Run answers some paths ending in `z` itself; the request never
+            // reaches the container there.
+            tracing::warn!(
+                "--health-path `{}` ends in `z`: Cloud Run reserves such paths, so probes \
+                 there may never reach this host",
+                self.health_path
             );
         }
         Ok(ServeConfig {

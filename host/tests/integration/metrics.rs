@@ -39,9 +39,9 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// Scrapes until `series` has `value` (a response's metrics are recorded when its body
-/// has been sent, which can trail the client's read by a moment).
+/// has been sent, which can trail the client's read by a moment; a swap takes a compile).
 async fn assert_sample(url: &str, series: &str, value: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let text = scrape(url).await;
         let found = sample(&text, series);
@@ -67,7 +67,10 @@ async fn get(server: &TestServer, path: &str) -> StatusCode {
 
 #[tokio::test]
 async fn requests_failures_and_generation_are_counted() {
-    let mut server = TestServer::start_with(&guests().testbed, &["--metrics-addr", "127.0.0.1:0"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component = dir.path().join("app.wasm");
+    std::fs::copy(&guests().testbed, &component).expect("copy guest");
+    let mut server = TestServer::start_with(&component, &["--metrics-addr", "127.0.0.1:0"]);
     let url = metrics_url(&server);
     for _ in 0..3 {
         assert_eq!(get(&server, "/echo").await, StatusCode::OK);
@@ -125,6 +128,11 @@ async fn requests_failures_and_generation_are_counted() {
     assert_eq!(other.status(), StatusCode::NOT_FOUND);
     let post = client().post(&url).send().await.expect("POST /metrics");
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // A swap shows in the generation.
+    std::fs::copy(&guests().testbed_v2, &component).expect("replace guest");
+    server.signal("HUP");
+    assert_sample(&url, "wasi_host_component_generation", 2.0).await;
 
     // The metrics server stops with the host.
     server.signal("TERM");
@@ -194,18 +202,35 @@ fn metrics_are_off_unless_asked_for() {
 }
 
 #[test]
-fn reserved_and_clashing_metrics_ports_are_refused() {
+fn reserved_and_clashing_side_ports_are_refused() {
     let testbed = guests().testbed.to_str().expect("utf-8 path");
+    let token = [("WASI_HOST_ADMIN_TOKEN", crate::swap::TOKEN)];
     for port in [8008, 8012, 8013, 8022, 9090, 9091] {
         let addr = format!("0.0.0.0:{port}");
-        let stderr = serve_refused(&guests().testbed, &["--metrics-addr", &addr], &[]);
-        assert!(
-            stderr.contains(&format!(
-                "error: --metrics-addr port {port} is reserved on Cloud Run and Knative"
-            )),
-            "{stderr}"
-        );
+        for flag in ["--metrics-addr", "--admin-addr"] {
+            let stderr = serve_refused(&guests().testbed, &[flag, &addr], &token);
+            assert!(
+                stderr.contains(&format!(
+                    "error: {flag} port {port} is reserved on Cloud Run and Knative"
+                )),
+                "{stderr}"
+            );
+        }
     }
+    let stderr = serve_refused(
+        &guests().testbed,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:19464",
+            "--admin-addr",
+            "127.0.0.1:19464",
+        ],
+        &token,
+    );
+    assert!(
+        stderr.contains("error: --metrics-addr and --admin-addr must be on different ports"),
+        "{stderr}"
+    );
 
     let output = run_host(&[
         "serve",
