@@ -24,15 +24,14 @@ fi
 # Debian packages, installed only when something is missing. The container tests build
 # the image with podman and run it under runc (podman's own default may be crun) and
 # under gVisor (runsc, the sandbox of Cloud Run's first generation); musl-gcc compiles
-# the C parts of the static host; the image ships the CA bundle that ca-certificates
-# generates. The examples need Python 3 with venv (componentize-py) and Node.js with npm
+# the C parts of the static host. The examples need Python 3 with venv (componentize-py) and Node.js with npm
 # (componentize-js). docker-registry is the registry the OCI tests pull from.
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 packages=()
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v runsc >/dev/null \
-  || ! command -v musl-gcc >/dev/null || [ ! -f /etc/ssl/certs/ca-certificates.crt ]; then
-  packages+=(podman runc runsc musl-tools ca-certificates)
+  || ! command -v musl-gcc >/dev/null; then
+  packages+=(podman runc runsc musl-tools)
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then packages+=(python3 python3-venv); fi
 if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi

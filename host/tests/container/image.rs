@@ -15,9 +15,6 @@ const REPOSITORY: &str = "localhost/wasi-host-test";
 /// The target the image's host binary is built for.
 const MUSL: &str = "x86_64-unknown-linux-musl";
 
-/// The CA bundle the build stage (a Debian image) has and the runtime stage copies.
-const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
-
 /// A built image.
 pub struct Image {
     /// Its id, which containers are started from (the tag can move).
@@ -78,9 +75,6 @@ fn build() -> Image {
         .status()
         .expect("run wasi-host compile");
     assert!(compiled.success(), "wasi-host compile failed: {compiled}");
-    let ca_bundle = build_stage.join(CA_BUNDLE);
-    std::fs::create_dir_all(ca_bundle.parent().expect("bundle has a folder")).expect("mkdir");
-    copy(&Path::new("/").join(CA_BUNDLE), &ca_bundle);
 
     let runtime_stage = context.path().join("runtime");
     std::fs::create_dir(&runtime_stage).expect("mkdir");

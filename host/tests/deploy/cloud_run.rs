@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_yaml::Value;
 use wasi_host::config::{
     DEFAULT_HEALTH_PATH, DEFAULT_MAX_CONCURRENCY, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT, PROJECT_VARIABLE,
 };
 
 use crate::manifest::{
@@ -131,5 +131,13 @@ fn cloud_build_deploys_the_image_it_pushes_with_the_service_manifest() {
         image_lines(&read(SERVICE)),
         1,
         "one image line in {SERVICE}"
+    );
+    // And it writes the project in, so traces link to Cloud Trace.
+    let revision = revision();
+    let container = only_container(&revision["spec"]);
+    assert_eq!(env(container, PROJECT_VARIABLE), Some("PROJECT_ID"));
+    assert!(
+        deploy.contains("value:\\) PROJECT_ID|\\1 ${PROJECT_ID}|"),
+        "the deploy step fills in {PROJECT_VARIABLE}: {deploy}"
     );
 }

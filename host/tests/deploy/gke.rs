@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use serde_yaml::Value;
-use wasi_host::config::{DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT};
+use wasi_host::config::{
+    DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT, PROJECT_VARIABLE,
+};
 use wasi_host::telemetry::LogFormat;
 
 use crate::manifest::{
@@ -164,4 +166,8 @@ fn gke_logs_are_cloud_logging_json() {
     let container = only_container(&deployment["spec"]["template"]["spec"]);
     let format = env(container, "WASI_HOST_LOG_FORMAT").expect("WASI_HOST_LOG_FORMAT is set");
     assert_eq!(LogFormat::from_str(format, false), Ok(LogFormat::Json));
+    assert!(
+        env(container, PROJECT_VARIABLE).is_some(),
+        "{PROJECT_VARIABLE} names the project traces belong to"
+    );
 }
