@@ -15,11 +15,15 @@ pub enum NonPublic {
     /// `169.254.0.0/16` (the cloud metadata server), `fe80::/10`.
     LinkLocal,
     /// RFC 1918 (`10/8`, `172.16/12`, `192.168/16`), carrier-grade NAT (`100.64/10`),
-    /// unique-local (`fc00::/7`) and the old site-local (`fec0::/10`).
+    /// unique-local (`fc00::/7`), the old site-local (`fec0::/10`) and NAT64 local-use
+    /// (`64:ff9b:1::/48`).
     Private,
     /// `224.0.0.0/4`, `ff00::/8`.
     Multicast,
-    /// `255.255.255.255` and the rest of the reserved `240.0.0.0/4`.
+    /// `255.255.255.255` and the rest of the reserved `240.0.0.0/4`, IETF protocol
+    /// assignments (`192.0.0.0/24`), documentation (`192.0.2.0/24`, `198.51.100.0/24`,
+    /// `203.0.113.0/24`, `2001:db8::/32`), benchmarking (`198.18.0.0/15`) and
+    /// discard-only (`100::/64`).
     Reserved,
 }
 
@@ -37,8 +41,8 @@ impl fmt::Display for NonPublic {
 }
 
 /// Classifies `address`: `None` for a public address, otherwise why it is not.
-/// IPv6 forms that carry an IPv4 address (mapped `::ffff:a.b.c.d`, compatible
-/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) are judged by that IPv4 address.
+/// IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are
+/// judged by that IPv4 address.
 pub fn non_public(address: IpAddr) -> Option<NonPublic> {
     match address {
         IpAddr::V4(v4) => non_public_v4(v4),
@@ -50,7 +54,7 @@ pub fn non_public(address: IpAddr) -> Option<NonPublic> {
 }
 
 fn non_public_v4(address: Ipv4Addr) -> Option<NonPublic> {
-    let [a, b, ..] = address.octets();
+    let [a, b, c, _] = address.octets();
     if a == 0 {
         Some(NonPublic::Unspecified)
     } else if address.is_loopback() {
@@ -61,7 +65,11 @@ fn non_public_v4(address: Ipv4Addr) -> Option<NonPublic> {
         Some(NonPublic::Private)
     } else if address.is_multicast() {
         Some(NonPublic::Multicast)
-    } else if a >= 240 {
+    } else if a >= 240
+        || address.is_documentation()
+        || (a, b, c) == (192, 0, 0)
+        || (a == 198 && (b & 0b1111_1110) == 18)
+    {
         Some(NonPublic::Reserved)
     } else {
         None
@@ -69,33 +77,45 @@ fn non_public_v4(address: Ipv4Addr) -> Option<NonPublic> {
 }
 
 fn non_public_v6(address: Ipv6Addr) -> Option<NonPublic> {
-    let first = address.segments()[0];
+    let segments = address.segments();
     if address.is_unspecified() {
         Some(NonPublic::Unspecified)
     } else if address.is_loopback() {
         Some(NonPublic::Loopback)
     } else if address.is_unicast_link_local() {
         Some(NonPublic::LinkLocal)
-    } else if address.is_unique_local() || (first & 0xffc0) == 0xfec0 {
+    } else if address.is_unique_local()
+        || (segments[0] & 0xffc0) == 0xfec0
+        || segments[..3] == [0x64, 0xff9b, 1]
+    {
         Some(NonPublic::Private)
     } else if address.is_multicast() {
         Some(NonPublic::Multicast)
+    } else if segments[..2] == [0x2001, 0xdb8] || segments[..4] == [0x100, 0, 0, 0] {
+        Some(NonPublic::Reserved)
     } else {
         None
     }
 }
 
-/// The IPv4 address inside an IPv4-mapped, IPv4-compatible or NAT64 (`64:ff9b::/96`)
-/// IPv6 address. `::` and `::1` are IPv6's own unspecified and loopback addresses.
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`), 6to4 (`2002::/16`, in bits
+/// 16..48) or Teredo (`2001:0::/32`, the client's address inverted in the last 32 bits).
+/// `::` and `::1` are IPv6's own unspecified and loopback addresses.
 fn embedded_v4(address: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = address.to_ipv4_mapped() {
         return Some(v4);
     }
-    let segments = address.segments();
-    let low = Ipv4Addr::from_bits(address.to_bits() as u32);
-    let compatible = segments[..6] == [0; 6] && segments[6] != 0;
-    let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    (compatible || nat64).then_some(low)
+    let bits = address.to_bits();
+    let low = bits as u32;
+    let v4 = match address.segments() {
+        [0, 0, 0, 0, 0, 0, ..] if low > 1 => low,
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => low,
+        [0x2002, ..] => (bits >> 80) as u32,
+        [0x2001, 0, ..] => !low,
+        _ => return None,
+    };
+    Some(Ipv4Addr::from_bits(v4))
 }
 
 #[cfg(test)]
@@ -116,6 +136,14 @@ mod tests {
             "2001:4860:4860::8888",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "192.0.1.1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "203.0.114.1",
+            "2001:db9::1",
+            "100:0:0:1::1",
         ] {
             assert_eq!(class(text), None, "{text}");
         }
@@ -144,6 +172,16 @@ mod tests {
             ("ff02::1", NonPublic::Multicast),
             ("255.255.255.255", NonPublic::Reserved),
             ("240.0.0.1", NonPublic::Reserved),
+            ("192.0.0.8", NonPublic::Reserved),
+            ("192.0.2.1", NonPublic::Reserved),
+            ("198.51.100.7", NonPublic::Reserved),
+            ("203.0.113.255", NonPublic::Reserved),
+            ("198.18.0.1", NonPublic::Reserved),
+            ("198.19.255.255", NonPublic::Reserved),
+            ("2001:db8::1", NonPublic::Reserved),
+            ("100::1", NonPublic::Reserved),
+            ("64:ff9b:1::a", NonPublic::Private),
+            ("64:ff9b:1:ffff::808:808", NonPublic::Private),
         ] {
             assert_eq!(class(text), Some(expected), "{text}");
         }
@@ -159,6 +197,15 @@ mod tests {
             ("::ffff:10.0.0.1", NonPublic::Private),
             ("64:ff9b::a9fe:a9fe", NonPublic::LinkLocal),
             ("::ffff:0.0.0.0", NonPublic::Unspecified),
+            ("::0.0.1.2", NonPublic::Unspecified),
+            ("2002:a9fe:a9fe::1", NonPublic::LinkLocal),
+            ("2002:7f00:1::", NonPublic::Loopback),
+            ("2002:c0a8:101:1::1", NonPublic::Private),
+            ("2002:c000:201::", NonPublic::Reserved),
+            // Teredo clients 127.0.0.1, 169.254.169.254 and 10.0.0.1, inverted.
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", NonPublic::Loopback),
+            ("2001::ffff:5601:5601", NonPublic::LinkLocal),
+            ("2001::f5ff:fffe", NonPublic::Private),
         ] {
             assert_eq!(class(text), Some(expected), "{text}");
         }

@@ -214,6 +214,25 @@ async fn an_allowed_origin_is_reached_end_to_end() {
 }
 
 #[tokio::test]
+async fn the_environment_variable_allows_a_list_of_origins() {
+    let upstream = Upstream::start(Reply::Hello).await;
+    let allow = format!("https://api.example.com,{}", upstream.origin());
+    let server = TestServer::start_with_env(
+        &guests().testbed,
+        &[],
+        &[("WASI_HOST_ALLOW_OUTBOUND", &allow)],
+    );
+    server.assert_logged(&format!(
+        "outbound: allowed to https://api.example.com, {};",
+        upstream.origin()
+    ));
+
+    let (status, body) = fetch(&server, &upstream.origin()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, UPSTREAM_BODY));
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn another_port_or_scheme_is_refused() {
     let upstream = Upstream::start(Reply::Hello).await;
     let other = Upstream::start(Reply::Hello).await;
@@ -324,6 +343,7 @@ async fn guests_cannot_set_metadata_hop_by_hop_or_host_headers() {
         "trailer",
         "transfer-encoding",
         "upgrade",
+        "http2-settings",
     ] {
         let forward = format!("x-forward-{name}");
         let (status, body) = fetch_with(&server, &url, &[(forward.as_str(), "Google")]).await;
