@@ -17,6 +17,7 @@ use crate::limits::{ClientLimits, InstanceLimits, OutboundLimits};
 use crate::outbound::{OutboundConfig, OutboundPattern, ResolveOverride};
 use crate::registry::{PASSWORD_ENV, RegistryConfig, USERNAME_ENV};
 use crate::telemetry::LogFormat;
+use crate::workers::{SecondaryRole, WorkerCount};
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -136,6 +137,14 @@ pub struct ServeArgs {
     /// Default: the same as `--max-concurrency`.
     #[arg(long, env = "WASI_HOST_MAX_QUEUE")]
     pub max_queue: Option<u32>,
+
+    /// Serving processes, each with one thread, sharing the port: a number, or `auto`
+    /// for one per CPU. Guests in separate processes never slow each other down with
+    /// TLB shootdowns, which matters most for large guests (CPython) on several cores.
+    /// `--max-concurrency` and `--max-queue` are shared out among them; the first
+    /// process serves the admin and metrics endpoints for all.
+    #[arg(long, env = "WASI_HOST_WORKERS", default_value = "1")]
+    pub workers: WorkerCount,
 
     /// Longest a request waits in the queue before it gets `503` with `Retry-After`.
     #[arg(long, env = "WASI_HOST_QUEUE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -314,6 +323,10 @@ pub struct ServeConfig {
     pub registry: RegistryConfig,
     /// The admin endpoint, if enabled.
     pub admin: Option<AdminConfig>,
+    /// How many serving processes there are.
+    pub workers: u32,
+    /// Set when this process is a secondary worker, started by the primary.
+    pub secondary: Option<SecondaryRole>,
 }
 
 /// The settings of the admin endpoint.
@@ -390,9 +403,20 @@ impl ServeArgs {
             "--allow-outbound does not apply to a Spin application: each component's \
              `allowed_outbound_hosts` in the manifest says what it may reach"
         );
-        let addr = self
-            .addr
-            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
+        let secondary = SecondaryRole::from_env()?;
+        let addr = match secondary {
+            Some(role) => role.addr,
+            None => self
+                .addr
+                .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port))),
+        };
+        let workers = self.workers.0;
+        // Each process admits its share; together they admit what was asked.
+        let max_concurrency = self.max_concurrency.div_ceil(workers);
+        let max_queue = self
+            .max_queue
+            .unwrap_or(self.max_concurrency)
+            .div_ceil(workers);
         for (side_addr, flag, example) in [
             (self.metrics_addr, "--metrics-addr", 9464),
             (self.admin_addr, "--admin-addr", 9465),
@@ -434,12 +458,12 @@ impl ServeArgs {
                 max_memory: saturating_usize(self.max_memory),
                 max_table_elements: self.max_table_elements,
                 max_resources: self.max_resources,
-                max_concurrency: self.max_concurrency,
+                max_concurrency,
                 ..InstanceLimits::default()
             },
             admission: AdmissionLimits {
-                max_concurrency: self.max_concurrency,
-                max_queue: self.max_queue.unwrap_or(self.max_concurrency),
+                max_concurrency,
+                max_queue,
                 queue_timeout: self.queue_timeout,
             },
             client: ClientLimits {
@@ -471,6 +495,8 @@ impl ServeArgs {
                 max_size: self.max_pull_size.as_u64(),
             },
             admin,
+            workers,
+            secondary,
         })
     }
 }

@@ -31,6 +31,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
 pub mod watch;
+pub mod workers;
 
 use anyhow::{Context, Result};
 
@@ -40,11 +41,17 @@ use crate::config::{Cli, Command};
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let config = (*args).into_config()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            // With several workers, parallelism comes from the processes.
+            if config.workers > 1 {
+                runtime.worker_threads(1);
+            }
+            let runtime = runtime
                 .enable_all()
                 .build()
                 .context("failed to start the async runtime")?;
-            runtime.block_on(server::serve((*args).into_config()?))
+            runtime.block_on(server::serve(config))
         }
         Command::Compile(args) => {
             let engine = engine::compile_engine()?;

@@ -24,6 +24,7 @@ use crate::engine::ComponentBytes;
 use crate::metrics::Metrics;
 use crate::registry::{ComponentReference, LazyRegistry};
 use crate::state::RequestState;
+use crate::workers::{Change, Followers};
 
 /// One published version of the code.
 pub struct Version {
@@ -58,6 +59,9 @@ pub enum Trigger {
     Upload,
     /// A new registry reference sent to the admin endpoint.
     NewReference,
+    /// The primary worker made a change and has this secondary make it too
+    /// (`--workers`).
+    Primary,
 }
 
 /// Why a swap did not publish a new version.
@@ -83,6 +87,8 @@ pub struct ActiveComponent {
     registry: LazyRegistry,
     /// Where the active generation is shown.
     metrics: Arc<Metrics>,
+    /// The secondary workers, which make every change this one makes (`--workers`).
+    followers: OnceLock<Arc<Followers>>,
 }
 
 impl ActiveComponent {
@@ -147,7 +153,23 @@ impl ActiveComponent {
             policy,
             registry,
             metrics,
+            followers: OnceLock::new(),
         })
+    }
+
+    /// From now on, every change made here is made by `followers` too.
+    pub fn lead(&self, followers: Arc<Followers>) {
+        if self.followers.set(followers).is_err() {
+            tracing::warn!("the secondary workers were already set");
+        }
+    }
+
+    /// Has the followers, if any, make the change this one just made. The caller still
+    /// holds the `source` lock, so every process makes the changes in one order.
+    async fn tell_followers(&self, change: impl FnOnce() -> Change) {
+        if let Some(followers) = self.followers.get() {
+            followers.follow(&change()).await;
+        }
     }
 
     /// The version new requests are served with.
@@ -158,13 +180,17 @@ impl ActiveComponent {
     /// Reads the code again from its source and, if it changed, publishes it.
     pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
         let source = self.source.lock().await;
-        match &*source {
+        let outcome = match &*source {
             AppSource::Registry(reference) => self.pull(trigger, reference).await,
             source => {
                 let source = source.clone();
                 self.swap(trigger, move || AppBytes::read(&source)).await
             }
+        };
+        if outcome.is_ok() {
+            self.tell_followers(|| Change::Reload).await;
         }
+        outcome
     }
 
     /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`. A host
@@ -172,12 +198,22 @@ impl ActiveComponent {
     pub async fn upload(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Version>, SwapError> {
         let source = self.source.lock().await;
         refuse_over_application(&source)?;
-        self.swap(Trigger::Upload, move || {
-            Ok(AppBytes::Component(ComponentBytes::uploaded(
-                bytes, origin,
-            )?))
-        })
-        .await
+        let copy = self
+            .followers
+            .get()
+            .map(|_| (bytes.clone(), origin.clone()));
+        let outcome = self
+            .swap(Trigger::Upload, move || {
+                Ok(AppBytes::Component(ComponentBytes::uploaded(
+                    bytes, origin,
+                )?))
+            })
+            .await;
+        if let (Some((bytes, origin)), Ok(_)) = (copy, &outcome) {
+            self.tell_followers(|| Change::Upload { bytes, origin })
+                .await;
+        }
+        outcome
     }
 
     /// Pulls `reference` and publishes it; unless it is rejected, it becomes the source
@@ -190,6 +226,8 @@ impl ActiveComponent {
         refuse_over_application(&source)?;
         let outcome = self.pull(Trigger::NewReference, &reference).await;
         if !matches!(outcome, Err(SwapError::Rejected(_))) {
+            self.tell_followers(|| Change::Reference(reference.clone()))
+                .await;
             *source = AppSource::Registry(reference);
         }
         outcome

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -31,11 +34,16 @@ use crate::metrics_server::{self, METRICS_PATH};
 use crate::outbound::Outbound;
 use crate::registry::LazyRegistry;
 use crate::reload::{self, ActiveComponent};
+use crate::workers::{self, Followers, Secondaries};
 use crate::{shutdown, watch};
 
 /// How long to wait before accepting again after `accept` fails (for example when the
 /// process is out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Connections the kernel queues for each worker before it accepts them; what
+/// `TcpListener::bind` uses.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// HTTP/2 streams one connection may have open; admission caps the work behind them.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
@@ -70,10 +78,6 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     );
     limits::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     reload::reload_on_hangup(active.clone())?;
-    // The configuration allows `--watch` with files only.
-    if config.watch {
-        watch::spawn_watcher(active.clone(), &config.source)?;
-    }
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
@@ -88,50 +92,60 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         metrics.clone(),
     );
     let builder = connection_builder(&config.client);
-
-    let mut side_servers = Vec::new();
-    if let Some(admin) = &config.admin {
-        let endpoint = Arc::new(Admin::new(active, &admin.token, admin.max_upload));
-        let service = move |request, peer| {
-            let endpoint = endpoint.clone();
-            async move { endpoint.handle(request, peer).await }
-        };
-        let server = start_side_server(
-            "the admin endpoint",
-            admin::COMPONENT_PATH,
-            admin.addr,
-            &builder,
-            service,
-        );
-        side_servers.push(server.await?);
-    }
-    if let Some(addr) = config.metrics_addr {
-        let service = move |request: Request<Incoming>, _peer| {
-            let response = metrics_server::respond(&metrics, &request);
-            async move { response }
-        };
-        side_servers
-            .push(start_side_server("metrics", METRICS_PATH, addr, &builder, service).await?);
-    }
-    let listener = bind(config.addr).await?;
+    let listener = bind(config.addr, config.workers > 1).await?;
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    match &config.source {
-        AppSource::Manifest(manifest) => {
-            tracing::info!(app = %manifest.display(), "listening on http://{local}/");
+
+    let mut secondaries = None;
+    let mut side_servers = Vec::new();
+    let stop: Pin<Box<dyn Future<Output = Result<()>> + Send>> = match config.secondary {
+        // A secondary serves requests only; the primary speaks for it.
+        Some(role) => {
+            let control_stop = Arc::new(Notify::new());
+            workers::serve_control(active.clone(), metrics.clone(), control_stop.clone())?;
+            tracing::info!(
+                "worker {} of {} serving on http://{local}/",
+                role.number,
+                config.workers
+            );
+            Box::pin(async move {
+                tokio::select! {
+                    stopped = shutdown::requested() => stopped,
+                    () = control_stop.notified() => Ok(()),
+                }
+            })
         }
-        source => {
-            tracing::info!("outbound: {}", config.outbound);
-            tracing::info!(component = %source, "listening on http://{local}/");
+        None => {
+            if config.workers > 1 {
+                let started = Secondaries::start(config.workers, local).await?;
+                active.lead(started.followers());
+                secondaries = Some(started);
+            }
+            // The configuration allows `--watch` with files only.
+            if config.watch {
+                watch::spawn_watcher(active.clone(), &config.source)?;
+            }
+            let followers = secondaries.as_ref().map(Secondaries::followers);
+            side_servers =
+                start_side_servers(&config, &active, &metrics, followers, &builder).await?;
+            match &config.source {
+                AppSource::Manifest(manifest) => {
+                    tracing::info!(app = %manifest.display(), "listening on http://{local}/");
+                }
+                source => {
+                    tracing::info!("outbound: {}", config.outbound);
+                    tracing::info!(component = %source, "listening on http://{local}/");
+                }
+            }
+            Box::pin(shutdown::requested())
         }
-    }
+    };
 
     // The component is loaded before the port is bound, so once the probe path answers
     // the instance is ready for traffic.
     let health_path: Option<Arc<str>> = config.health_path.as_deref().map(Arc::from);
     let graceful = GracefulShutdown::new();
-    let stop = shutdown::requested();
     let service = move |request: Request<Incoming>, peer| {
         let handler = handler.clone();
         let is_probe = health_path.as_deref() == Some(request.uri().path());
@@ -146,10 +160,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             }
         }
     };
-    tokio::select! {
-        stopped = stop => stopped?,
+    let outcome = tokio::select! {
+        stopped = stop => stopped,
+        lost = secondary_exit(&mut secondaries) => Err(lost),
         never = accept_connections(&listener, &builder, &graceful, service) => match never {},
-    }
+    };
 
     drop(listener);
     tracing::info!(
@@ -157,20 +172,75 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         "stopped accepting; draining for up to {:?}",
         config.shutdown_timeout
     );
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(config.shutdown_timeout) => {
-            tracing::warn!(
-                in_flight = admission.in_flight(),
-                "shutdown timeout reached; cancelling the requests still in flight"
-            );
+    let drained = async {
+        tokio::select! {
+            _ = graceful.shutdown() => tracing::info!("all connections drained"),
+            _ = tokio::time::sleep(config.shutdown_timeout) => {
+                tracing::warn!(
+                    in_flight = admission.in_flight(),
+                    "shutdown timeout reached; cancelling the requests still in flight"
+                );
+            }
         }
-    }
+    };
+    let secondaries_stopped = async {
+        match secondaries {
+            Some(secondaries) => secondaries.stop(config.shutdown_timeout).await,
+            None => Ok(()),
+        }
+    };
+    let ((), secondaries_stopped) = tokio::join!(drained, secondaries_stopped);
     // Metrics stay up through the drain; side servers do not wait for their requests.
     for server in side_servers {
         server.abort();
     }
-    Ok(())
+    outcome.and(secondaries_stopped)
+}
+
+/// Resolves with the error when one of `secondaries` exits while serving; never, when
+/// there are none.
+async fn secondary_exit(secondaries: &mut Option<Secondaries>) -> anyhow::Error {
+    match secondaries {
+        Some(secondaries) => secondaries.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the admin endpoint and the metrics server, where configured. The metrics
+/// served are the sum over `followers` too, when there are secondary workers.
+async fn start_side_servers(
+    config: &ServeConfig,
+    active: &Arc<ActiveComponent>,
+    metrics: &Arc<Metrics>,
+    followers: Option<Arc<Followers>>,
+    builder: &auto::Builder<TokioExecutor>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut side_servers = Vec::new();
+    if let Some(admin) = &config.admin {
+        let endpoint = Arc::new(Admin::new(active.clone(), &admin.token, admin.max_upload));
+        let service = move |request, peer| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.handle(request, peer).await }
+        };
+        let server = start_side_server(
+            "the admin endpoint",
+            admin::COMPONENT_PATH,
+            admin.addr,
+            builder,
+            service,
+        );
+        side_servers.push(server.await?);
+    }
+    if let Some(addr) = config.metrics_addr {
+        let metrics = metrics.clone();
+        let service = move |request: Request<Incoming>, _peer| {
+            let (metrics, followers) = (metrics.clone(), followers.clone());
+            async move { metrics_server::respond(&metrics, followers.as_deref(), &request).await }
+        };
+        side_servers
+            .push(start_side_server("metrics", METRICS_PATH, addr, builder, service).await?);
+    }
+    Ok(side_servers)
 }
 
 /// Binds `addr` for the side server `name` (admin, metrics) and serves `service` there
@@ -266,8 +336,26 @@ fn connection_builder(client: &ClientLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+/// Binds `addr`; `shared` with `SO_REUSEPORT`, so that the other workers can bind it too
+/// and the kernel spreads connections over them.
+async fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener> {
+    let bound = if shared {
+        bind_shared(addr)
+    } else {
+        TcpListener::bind(addr).await
+    };
+    bound.with_context(|| {
         format!("cannot listen on {addr}: is another server using that port? (set PORT or --addr)")
     })
+}
+
+fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // What `TcpListener::bind` sets, so a restart need not wait out TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }

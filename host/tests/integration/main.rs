@@ -15,3 +15,4 @@ mod spin;
 mod startup_errors;
 mod swap;
 mod util;
+mod workers;
