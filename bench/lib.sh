@@ -127,7 +127,8 @@ precompile() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Servers. A server is KIND/GUEST: KIND is native, flask, wasmtime or wasi-host; GUEST is
+# Servers. A server is KIND/GUEST: KIND is native, flask, wasmtime, wasi-host or
+# wasi-host-workers (wasi-host with `--workers auto`: a process per core); GUEST is
 # hello or python (native and flask serve their own hello). FORM says how a wasm host
 # gets the guest: `wasm` (compiled at start, no cache) or `cwasm` (precompiled).
 
@@ -159,9 +160,10 @@ server_command() {
       [[ $form == cwasm ]] && SERVER_CMD+=(--allow-precompiled)
       SERVER_CMD+=("$file")
       ;;
-    wasi-host)
+    wasi-host | wasi-host-workers)
       file=$(artifact wasi-host "$guest" "$form")
       SERVER_CMD=("$WASI_HOST" serve "$file" --addr "$addr")
+      if [[ $kind == wasi-host-workers ]]; then SERVER_CMD+=(--workers auto); fi
       ;;
     *) die "unknown server kind: $kind" ;;
   esac
@@ -172,7 +174,7 @@ server_supports() {
   local kind=${1%/*} guest=${1#*/} form=$2
   case $kind in
     native | flask) [[ $form == native ]] ;;
-    *) [[ $form != native && -n $(artifact "$kind" "$guest" "$form") ]] ;;
+    *) [[ $form != native && -n $(artifact "${kind%-workers}" "$guest" "$form") ]] ;;
   esac
 }
 

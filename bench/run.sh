@@ -4,8 +4,9 @@
 # Markdown table of medians and ratios. Raw numbers go to bench/results/.
 #
 # Usage: bench/run.sh [SERVER...]     (default: all; e.g. `bench/run.sh wasi-host/hello`)
-# Servers: native/hello flask/hello wasmtime/hello wasi-host/hello wasmtime/python
-#          wasi-host/python
+# Servers: native/hello flask/hello wasmtime/hello wasi-host/hello
+#          wasi-host-workers/hello wasmtime/python wasi-host/python
+#          wasi-host-workers/python
 # Knobs (env): RUNS=3 rounds, DURATION=5s per wrk run, WARMUP=1s, COLD_STARTS=5,
 # DROP_CACHES=1 to time cold starts with an empty page cache (see settle_page_cache).
 #
@@ -19,7 +20,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 COLD_STARTS=${COLD_STARTS:-5}
-ALL_SERVERS=(native/hello flask/hello wasmtime/hello wasi-host/hello wasmtime/python wasi-host/python)
+ALL_SERVERS=(native/hello flask/hello wasmtime/hello wasi-host/hello wasi-host-workers/hello
+  wasmtime/python wasi-host/python wasi-host-workers/python)
 if (($#)); then SERVERS=("$@"); else SERVERS=("${ALL_SERVERS[@]}"); fi
 RESULTS_DIR=$BENCH_DIR/results
 RAW=$RESULTS_DIR/$(date -u +%Y%m%dT%H%M%SZ).tsv
