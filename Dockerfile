@@ -33,6 +33,8 @@ COPY --from=build /out/wasi-host /wasi-host
 COPY --from=build --chmod=0444 /out/hello.cwasm /app/hello.cwasm
 USER 65532:65532
 ENV WASI_HOST_COMPONENT=/app/hello.cwasm
+# A serving process per CPU the container may use: one on a 1-vCPU Cloud Run instance.
+ENV WASI_HOST_WORKERS=auto
 # mimalloc otherwise commits its first arena eagerly (huge pages): tens of milliseconds
 # of cold start and ~10 MiB of RSS for nothing.
 ENV MIMALLOC_ARENA_EAGER_COMMIT=0

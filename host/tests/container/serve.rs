@@ -54,6 +54,20 @@ fn serves_and_stops_cleanly(runtime: Runtime) {
             .contains(&format!("listening on http://0.0.0.0:{}/", container.port)),
         "the host should listen on $PORT on all interfaces"
     );
+    // The image runs a worker per CPU the container may use.
+    let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
+    if cpus > 1 {
+        let line = format!("worker {cpus} of {cpus} serving");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !container.logs().contains(&line) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {line:?} in:\n{}",
+                container.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 
     let took = container.stop();
     eprintln!("{runtime:?}: podman stop took {took:?}");
