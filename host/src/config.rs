@@ -404,12 +404,9 @@ impl ServeArgs {
              `allowed_outbound_hosts` in the manifest says what it may reach"
         );
         let secondary = SecondaryRole::from_env()?;
-        let addr = match secondary {
-            Some(role) => role.addr,
-            None => self
-                .addr
-                .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port))),
-        };
+        let addr = self
+            .addr
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)));
         let workers = self.workers.0;
         // Each process admits its share; together they admit what was asked.
         let max_concurrency = self.max_concurrency.div_ceil(workers);

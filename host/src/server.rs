@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +93,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         metrics.clone(),
     );
     let builder = connection_builder(&config.client);
-    let listener = bind(config.addr, config.workers > 1).await?;
+    let (listener, secondary_listeners) = match config.secondary {
+        Some(role) => (role.listener()?, Vec::new()),
+        None => bind_workers(config.addr, config.workers).await?,
+    };
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
@@ -117,8 +121,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             })
         }
         None => {
-            if config.workers > 1 {
-                let started = Secondaries::start(config.workers, local).await?;
+            if !secondary_listeners.is_empty() {
+                let started = Secondaries::start(secondary_listeners).await?;
                 active.lead(started.followers());
                 secondaries = Some(started);
             }
@@ -336,20 +340,47 @@ fn connection_builder(client: &ClientLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Binds `addr`; `shared` with `SO_REUSEPORT`, so that the other workers can bind it too
-/// and the kernel spreads connections over them.
-async fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener> {
-    let bound = if shared {
-        bind_shared(addr)
-    } else {
-        TcpListener::bind(addr).await
-    };
-    bound.with_context(|| {
+/// Binds `addr` for `workers` processes: this one's listener, and a socket for each
+/// other worker to accept from.
+async fn bind_workers(addr: SocketAddr, workers: u32) -> Result<(TcpListener, Vec<OwnedFd>)> {
+    if workers > 1 {
+        match bind_reusing_port(addr, workers) {
+            Ok(bound) => return Ok(bound),
+            // gVisor refuses a second socket on the port; sharing one works everywhere,
+            // though whichever process wakes first takes each new connection.
+            Err(error) => tracing::info!(
+                "SO_REUSEPORT refused ({error}); the workers share one listening socket"
+            ),
+        }
+    }
+    let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr}: is another server using that port? (set PORT or --addr)")
-    })
+    })?;
+    let copies = (1..workers)
+        .map(|_| listener.as_fd().try_clone_to_owned())
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot share the listening socket with the workers")?;
+    Ok((listener, copies))
 }
 
-fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// One socket per worker on the same port, with `SO_REUSEPORT`: the kernel spreads new
+/// connections over them.
+fn bind_reusing_port(
+    addr: SocketAddr,
+    workers: u32,
+) -> std::io::Result<(TcpListener, Vec<OwnedFd>)> {
+    let own = reusing_port(addr)?;
+    let local = own
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("the bound address is not an IP address"))?;
+    let others = (1..workers)
+        .map(|_| reusing_port(local).map(OwnedFd::from))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok((TcpListener::from_std(own.into())?, others))
+}
+
+fn reusing_port(addr: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // What `TcpListener::bind` sets, so a restart need not wait out TIME_WAIT.
     socket.set_reuse_address(true)?;
@@ -357,5 +388,5 @@ fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket)
 }

@@ -8,19 +8,20 @@
 //! connections spent half of its CPU time in those interrupts. Each process here runs
 //! one async thread, so its page-table changes interrupt no other core.
 //!
-//! The process the user started is the primary. It loads the component, binds the port
-//! with `SO_REUSEPORT`, starts the secondaries (the same executable and arguments, told
-//! their role by [`SECONDARY_ENV`]) and serves like any of them; the kernel spreads new
-//! connections over the processes. Only the primary has the admin and metrics
-//! endpoints and `--watch`, and it speaks for the others over a private HTTP/1
-//! connection on each secondary's stdin and stdout: it has them make every change it
-//! made (reload, upload, new reference), reads their metrics to serve the sum, and tells
-//! them to stop when it stops. A secondary also stops when that connection closes, so
-//! none outlives the primary; the primary stops, with an error, when a secondary exits
-//! on its own.
+//! The process the user started is the primary. It loads the component, binds the port,
+//! starts the secondaries (the same executable and arguments, told their role by
+//! [`SECONDARY_ENV`]) and serves like any of them. Each secondary gets its listening
+//! socket as its stdin: a socket of its own bound to the same port with `SO_REUSEPORT`,
+//! so the kernel spreads new connections evenly, or, where that is refused (gVisor), a
+//! copy of the primary's, which every process accepts from. Its stdout is the primary's
+//! private HTTP/1 connection to it. Only the primary has the admin and metrics
+//! endpoints and `--watch`; over that connection it has every secondary make each
+//! change it made (reload, upload, new reference), reads their metrics to serve the
+//! sum, and tells them to stop when it stops. A secondary also stops when that
+//! connection closes, so none outlives the primary; the primary stops, with an error,
+//! when a secondary exits on its own.
 
-use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::unix::pipe;
+use tokio::net::{TcpListener, UnixStream};
 use tokio::process::Command;
 use tokio::sync::{Mutex, Notify, mpsc};
 
@@ -42,8 +43,8 @@ use crate::metrics::Metrics;
 use crate::registry::ComponentReference;
 use crate::reload::{ActiveComponent, SwapError, Trigger};
 
-/// Set in a secondary's environment: its number and the address the primary bound, as
-/// `NUMBER ADDRESS`. It is internal to the host, not a setting.
+/// Set in a secondary's environment: its number. It is internal to the host, not a
+/// setting.
 pub const SECONDARY_ENV: &str = "WASI_HOST_SECONDARY";
 
 /// Control paths a secondary answers on its stdin and stdout.
@@ -87,8 +88,6 @@ impl FromStr for WorkerCount {
 pub struct SecondaryRole {
     /// 2 for the first secondary; the primary is 1.
     pub number: u32,
-    /// The address the primary bound, port included.
-    pub addr: SocketAddr,
 }
 
 impl SecondaryRole {
@@ -98,15 +97,23 @@ impl SecondaryRole {
             return Ok(None);
         };
         let value = value.to_string_lossy();
-        let parsed = value.split_once(' ').and_then(|(number, addr)| {
-            Some(Self {
-                number: number.parse().ok()?,
-                addr: addr.parse().ok()?,
-            })
-        });
-        parsed
-            .map(Some)
-            .with_context(|| format!("${SECONDARY_ENV} is `{value}`, not `NUMBER ADDRESS`"))
+        match value.parse() {
+            Ok(number) if number >= 2 => Ok(Some(Self { number })),
+            _ => bail!("${SECONDARY_ENV} is `{value}`, not a worker number"),
+        }
+    }
+
+    /// The listening socket the primary gave this secondary, as its stdin.
+    pub fn listener(&self) -> Result<TcpListener> {
+        let socket = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot take the listening socket from stdin")?;
+        let listener = std::net::TcpListener::from(socket);
+        listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener))
+            .context("stdin is not the listening socket a primary worker passes")
     }
 }
 
@@ -231,26 +238,30 @@ pub struct Secondaries {
 }
 
 impl Secondaries {
-    /// Starts secondaries 2 to `count`, each serving on `addr`, which the primary has
-    /// bound with `SO_REUSEPORT`.
-    pub async fn start(count: u32, addr: SocketAddr) -> Result<Self> {
+    /// Starts a secondary for each of `listeners`, numbered from 2: the sockets they
+    /// accept connections from.
+    pub async fn start(listeners: Vec<OwnedFd>) -> Result<Self> {
         let executable =
             std::env::current_exe().context("cannot find this executable to start workers")?;
+        let count = listeners.len() + 1;
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let mut links = Vec::new();
-        for number in 2..=count {
+        for (number, listener) in (2..).zip(listeners) {
+            let (control, theirs) =
+                std::os::unix::net::UnixStream::pair().context("cannot create a socket pair")?;
             let mut child = Command::new(&executable)
                 .args(std::env::args_os().skip(1))
-                .env(SECONDARY_ENV, format!("{number} {addr}"))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
+                .env(SECONDARY_ENV, number.to_string())
+                .stdin(Stdio::from(listener))
+                .stdout(Stdio::from(OwnedFd::from(theirs)))
                 .kill_on_drop(true)
                 .spawn()
                 .with_context(|| format!("cannot start worker {number}"))?;
-            let control = tokio::io::join(
-                child.stdout.take().expect("stdout is piped"),
-                child.stdin.take().expect("stdin is piped"),
-            );
+            control
+                .set_nonblocking(true)
+                .context("cannot set up a control socket")?;
+            let control =
+                UnixStream::from_std(control).context("cannot set up a control socket")?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(control))
                 .await
                 .with_context(|| format!("cannot reach worker {number}"))?;
@@ -326,20 +337,24 @@ impl Secondaries {
     }
 }
 
-/// Serves the primary's control requests on this process's stdin and stdout, until the
-/// primary asks this secondary to stop or goes away; then `stop` is notified.
+/// Serves the primary's control requests on this process's stdout, the primary's end of
+/// a socket pair, until the primary asks this secondary to stop or goes away; then
+/// `stop` is notified.
 pub fn serve_control(
     active: Arc<ActiveComponent>,
     metrics: Arc<Metrics>,
     stop: Arc<Notify>,
 ) -> Result<()> {
-    let stdin = std::io::stdin().as_fd().try_clone_to_owned();
-    let stdout = std::io::stdout().as_fd().try_clone_to_owned();
-    let (stdin, stdout) = stdin
-        .and_then(pipe::Receiver::from_owned_fd)
-        .and_then(|stdin| Ok((stdin, pipe::Sender::from_owned_fd(stdout?)?)))
-        .context("the primary's control pipes are missing")?;
-    let connection = TokioIo::new(tokio::io::join(stdin, stdout));
+    let socket = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::os::unix::net::UnixStream::from)
+        .and_then(|control| {
+            control.set_nonblocking(true)?;
+            UnixStream::from_std(control)
+        })
+        .context("stdout is not the control socket a primary worker passes")?;
+    let connection = TokioIo::new(socket);
     let stop_requested = stop.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let (active, metrics, stop) = (active.clone(), metrics.clone(), stop_requested.clone());
