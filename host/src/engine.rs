@@ -22,12 +22,16 @@ use crate::state::RequestState;
 /// The export that makes a component a `wasi:http/proxy` handler.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler";
 
-/// Bytes of each linear memory kept mapped when its slot is recycled, where the kernel
-/// can tell which pages a guest wrote (`PAGEMAP_SCAN`, Linux 6.7+): only those are
-/// copied back from the component's image, up to this much, so a large guest such as
-/// CPython finds its heap mapped and writable on the next request instead of
-/// faulting it in again.
-const MEMORY_KEEP_RESIDENT_SCANNED: usize = 16 << 20;
+/// Bytes of linear memory the pool as a whole keeps mapped in recycled slots, where the
+/// kernel can tell which pages a guest wrote (`PAGEMAP_SCAN`, Linux 6.7+): only those
+/// are copied back from the component's image on recycle, so a large guest (CPython)
+/// finds much of its heap mapped and writable on its next request instead of faulting
+/// it in again. Shared out over the slots, so that what idle slots hold after a burst
+/// stays bounded, whatever the concurrency.
+const MEMORY_KEEP_RESIDENT_BUDGET: usize = 32 << 20;
+
+/// Most bytes one slot keeps, however few the slots.
+const MEMORY_KEEP_RESIDENT_MAX: usize = 16 << 20;
 
 /// Bytes of each linear memory kept mapped when its slot is recycled without
 /// `PAGEMAP_SCAN` (older kernels, gVisor): these first bytes are reset in full on every
@@ -121,7 +125,7 @@ fn pooling_config(limits: &InstanceLimits) -> PoolingAllocationConfig {
         // A recycled slot's pages are reset in place rather than returned to the kernel:
         // no page faults on the next request, and none of the TLB-shootdown IPIs that
         // `madvise` and copy-on-write faults send to the other cores running guests.
-        .linear_memory_keep_resident(memory_keep_resident())
+        .linear_memory_keep_resident(memory_keep_resident(slots))
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         // What lies beyond goes back to the kernel as each slot is recycled: batching
         // kept a batch's worth of a large guest's dirtied heaps resident (a Python guest
@@ -132,9 +136,11 @@ fn pooling_config(limits: &InstanceLimits) -> PoolingAllocationConfig {
     pool
 }
 
-fn memory_keep_resident() -> usize {
+fn memory_keep_resident(slots: u32) -> usize {
     if PoolingAllocationConfig::is_pagemap_scan_available() {
-        MEMORY_KEEP_RESIDENT_SCANNED
+        let share = MEMORY_KEEP_RESIDENT_BUDGET / usize::try_from(slots.max(1)).unwrap_or(1);
+        // Whole pages: only those can be kept.
+        (share & !0xfff).clamp(MEMORY_KEEP_RESIDENT_UNSCANNED, MEMORY_KEEP_RESIDENT_MAX)
     } else {
         MEMORY_KEEP_RESIDENT_UNSCANNED
     }
