@@ -10,14 +10,7 @@ use crate::util::{TestServer, client, guests, run_host, serve_refused};
 
 /// The metrics URL the server logged.
 fn metrics_url(server: &TestServer) -> String {
-    server.assert_logged("serving metrics at http://");
-    let log = server.log();
-    let url = log
-        .split("serving metrics at ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("metrics address in the log");
-    url.to_owned()
+    server.logged_after("serving metrics at ")
 }
 
 async fn scrape(url: &str) -> String {

@@ -168,7 +168,7 @@ fn assert_clean(tally: &Tally, swap_times: &mut [Duration]) {
 }
 
 /// A copy of the v1 build in a folder of its own, for the file triggers to replace.
-fn component_copy() -> (tempfile::TempDir, PathBuf) {
+pub fn component_copy() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("app.wasm");
     std::fs::write(&path, Build::V1.bytes()).expect("copy guest");
@@ -180,13 +180,7 @@ pub fn start_with_admin(component: &Path, flags: &[&str]) -> (TestServer, String
     all_flags.extend_from_slice(flags);
     let server =
         TestServer::start_with_env(component, &all_flags, &[("WASI_HOST_ADMIN_TOKEN", TOKEN)]);
-    let log = server.log();
-    let admin = log
-        .split("serving the admin endpoint at ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("admin endpoint address in the log")
-        .to_string();
+    let admin = server.logged_after("serving the admin endpoint at ");
     (server, admin)
 }
 

@@ -255,6 +255,18 @@ impl TestServer {
         );
     }
 
+    /// The word logged right after `marker` (once it is logged): the address of a side
+    /// server, as in "serving metrics at http://127.0.0.1:PORT/metrics".
+    pub fn logged_after(&self, marker: &str) -> String {
+        self.assert_logged(marker);
+        let log = self.log();
+        log.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("nothing after {marker:?} in the log:\n{log}"))
+            .to_owned()
+    }
+
     /// Everything the server has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

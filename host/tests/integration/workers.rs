@@ -2,12 +2,11 @@
 //! the metrics are their sum, every swap reaches every worker, SIGTERM drains them all,
 //! and losing one stops the host rather than leaving part of the port unanswered.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::swap::{Build, TOKEN, put_component, start_with_admin};
+use crate::swap::{Build, TOKEN, component_copy, put_component, start_with_admin};
 use crate::util::{TestServer, cpu_time, guests, serve_refused, wait_for};
 
 /// A client that opens a new connection for every request, so the kernel spreads them
@@ -23,24 +22,12 @@ fn fresh_connections() -> reqwest::Client {
 /// The process id of worker 2, once it serves.
 fn secondary_pid(server: &TestServer) -> u32 {
     server.assert_logged("worker 2 of 2 serving on http://");
-    let log = server.log();
-    log.split("started worker 2 of 2 (pid ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|pid| pid.parse().ok())
-        .expect("worker 2's pid in the log")
+    let pid = server.logged_after("started worker 2 of 2 (pid ");
+    pid.trim_end_matches(')').parse().expect("worker 2's pid")
 }
 
 fn is_running(pid: u32) -> bool {
     std::fs::metadata(format!("/proc/{pid}")).is_ok()
-}
-
-/// A copy of the v1 build in a folder of its own, for SIGHUP to reload.
-fn component_copy() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("app.wasm");
-    std::fs::write(&path, Build::V1.bytes()).expect("copy guest");
-    (dir, path)
 }
 
 /// Sends `count` requests for `/build`, each on a new connection, and checks each got
@@ -88,13 +75,7 @@ async fn connections_reach_every_worker_and_the_metrics_add_up() {
         let response = http.get(server.url("/echo")).send().await.expect("GET");
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let log = server.log();
-    let metrics = log
-        .split("serving metrics at ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("metrics address")
-        .to_owned();
+    let metrics = server.logged_after("serving metrics at ");
     // The last responses' metrics are recorded as their bodies end: allow a moment.
     let mut summed = None;
     for _ in 0..100 {
