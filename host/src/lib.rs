@@ -2,46 +2,44 @@
 //! instance per request, in the shape Cloud Run expects: one port from `$PORT`, logs on
 //! stderr, and a clean exit on SIGTERM.
 //!
-//! The binary is a thin shell over [`run`]; each module below owns one job.
+//! The folders follow a request's path through the host, and imports run one way only,
+//! from a folder to the ones listed after it (the `layout` test enforces it):
+//!
+//! - `serve`: the composition root: load, bind, take up the process's role, accept,
+//!   drain. Only this file imports it.
+//! - `workers`: `--workers`' secondary processes, started and controlled by the primary.
+//! - `request`: one request: admission, span and access log, the guest call, failures.
+//! - `swap`: the active version, what reloads it (SIGHUP, `--watch`), the admin endpoint.
+//! - `config`: the command line and `serve`'s settings, checked without I/O.
+//! - `load`: the engine and linker, component files, registry pulls, Spin applications.
+//! - `sandbox`: what one guest instance gets: store, environment, output, limits,
+//!   deadline, outbound requests.
+//! - `observe`: logs in Cloud Logging's format, trace context, metrics.
+//! - `http`: body wrappers, the host's own responses, TLS settings.
+//!
+//! The binary is a thin shell over [`run`].
 
-pub mod admin;
-pub mod admission;
-pub mod app;
-pub mod app_files;
-pub mod body;
-pub mod cloud_logging;
 pub mod config;
-pub mod engine;
-pub mod exchange;
-pub mod guest_env;
-pub mod guest_output;
-pub mod handler;
-pub mod limits;
-pub mod metrics;
-pub mod metrics_server;
-pub mod outbound;
-pub mod registry;
-pub mod reload;
-pub mod routes;
-pub mod server;
-pub mod shutdown;
-pub mod spin_manifest;
-pub mod state;
-pub mod telemetry;
-pub mod tls;
-pub mod trace_context;
-pub mod watch;
-pub mod workers;
+mod http;
+mod load;
+mod observe;
+mod request;
+mod sandbox;
+mod serve;
+mod swap;
+mod workers;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Cli, Command};
+pub use crate::config::Cli;
+use crate::config::{Command, HostEnv};
+pub use crate::observe::telemetry::{LogFormat, init as init_logs, report_fatal};
 
 /// Runs the command the user asked for, to completion.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = (*args).into_config()?;
+            let config = (*args).into_config(&HostEnv::of_this_process())?;
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             // With several workers, parallelism comes from the processes.
             if config.workers > 1 {
@@ -51,15 +49,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("failed to start the async runtime")?;
-            runtime.block_on(server::serve(config))
+            runtime.block_on(serve::serve(config))
         }
         Command::Compile(args) => {
-            let engine = engine::compile_engine()?;
-            let linker = engine::build_linker(&engine)?;
+            let engine = load::engine::compile_engine()?;
+            let linker = load::engine::build_linker(&engine)?;
             let output = args
                 .output
-                .unwrap_or_else(|| engine::default_precompiled_path(&args.component));
-            engine::precompile(&engine, &linker, &args.component, &output)?;
+                .unwrap_or_else(|| load::component::default_precompiled_path(&args.component));
+            load::component::precompile(&engine, &linker, &args.component, &output)?;
             tracing::info!(
                 "compiled `{}` to `{}`",
                 args.component.display(),

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use serde_yaml::Value;
+use wasi_host::LogFormat;
 use wasi_host::config::{
     DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT, PROJECT_VARIABLE,
 };
-use wasi_host::telemetry::LogFormat;
 
 use crate::manifest::{
     duration_setting, env, http_probes, image_lines, int, load, only_container, read, setting, str,

@@ -1,0 +1,307 @@
+//! The command line: every flag also reads an environment variable, so the same image
+//! is configured on Cloud Run (env) and on a laptop (flags) alike.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+
+use super::workers::WorkerCount;
+use crate::load::source::AppSource;
+use crate::observe::telemetry::LogFormat;
+use crate::sandbox::outbound::{OutboundPattern, ResolveOverride};
+
+/// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Host-owned path answering startup and liveness probes. It sits under `/.well-known/`
+/// where no application route lives, and does not end in `z`: Cloud Run reserves some
+/// such paths (`/healthz`).
+pub const DEFAULT_HEALTH_PATH: &str = "/.well-known/wasi-host/health";
+
+/// Default request deadline: Cloud Run's default request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "300s";
+
+/// Default drain time on SIGTERM: under Cloud Run's 10 s between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
+
+/// Default concurrency cap: Cloud Run's default `containerConcurrency`.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 80;
+
+/// Default connect timeout of a guest's outbound request (DNS, TCP and TLS).
+pub const DEFAULT_OUTBOUND_CONNECT_TIMEOUT: &str = "10s";
+
+/// Default wait for an outbound response's head.
+pub const DEFAULT_OUTBOUND_FIRST_BYTE_TIMEOUT: &str = "60s";
+
+/// Default limit on one outbound request, response body included.
+pub const DEFAULT_OUTBOUND_TOTAL_TIMEOUT: &str = "120s";
+
+/// Default largest outbound response body.
+pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
+
+/// A Cloud Run-ready host for WebAssembly HTTP components.
+#[derive(Debug, Parser)]
+#[command(name = "wasi-host", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// How logs are written to stderr: `text` for people, `json` for one Cloud Logging
+    /// entry per line, `auto` for JSON on Cloud Run (where `K_SERVICE` is set).
+    #[arg(long, global = true, env = "WASI_HOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+/// What `wasi-host` can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a wasi:http/proxy component over HTTP, a fresh instance per request.
+    Serve(Box<ServeArgs>),
+    /// Compile a component ahead of time into a `.cwasm` that `serve` loads in
+    /// milliseconds. The file is tied to this build of wasi-host: a different version
+    /// refuses it.
+    Compile(CompileArgs),
+}
+
+/// Flags of `wasi-host compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component to compile (`.wasm`).
+    #[arg(value_name = "COMPONENT")]
+    pub component: PathBuf,
+
+    /// Where to write the precompiled component. Default: beside COMPONENT, as `.cwasm`,
+    /// where `serve COMPONENT` finds it.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Flags of `wasi-host serve`, grouped as `--help` shows them.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The component to serve: a `.wasm` exporting `wasi:http/incoming-handler`, or a
+    /// `.cwasm` from `wasi-host compile`. A `.cwasm` beside a `.wasm`, at least as new,
+    /// is loaded instead of compiling. Or a Spin application: its `spin.toml` (or the
+    /// folder holding it), whose components are served on its routes. Or a component in
+    /// an OCI registry, as `wkg oci push` stores it: `oci://REGISTRY/REPOSITORY:TAG`, or
+    /// `@sha256:DIGEST` after the repository or the tag to pin the manifest; it is
+    /// pulled at startup and again on SIGHUP.
+    #[arg(value_name = "COMPONENT", env = "WASI_HOST_COMPONENT")]
+    pub component: AppSource,
+
+    #[command(flatten, next_help_heading = "Listening")]
+    pub(super) listen: ListenArgs,
+
+    #[command(flatten, next_help_heading = "Requests")]
+    pub(super) requests: RequestArgs,
+
+    #[command(flatten, next_help_heading = "Guest instances")]
+    pub(super) instances: InstanceArgs,
+
+    #[command(flatten, next_help_heading = "Outbound requests")]
+    pub(super) outbound: OutboundArgs,
+
+    #[command(flatten, next_help_heading = "Swapping the component")]
+    pub(super) swap: SwapArgs,
+
+    #[command(flatten, next_help_heading = "Registries")]
+    pub(super) registry: RegistryArgs,
+
+    #[command(flatten, next_help_heading = "Processes")]
+    pub(super) processes: ProcessArgs,
+
+    #[command(flatten, next_help_heading = "Observability")]
+    pub(super) observe: ObserveArgs,
+}
+
+/// Where and how requests are received.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Port to listen on, on all interfaces. Cloud Run sets `$PORT`.
+    #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Full socket address to listen on; overrides `--port` (e.g. `127.0.0.1:0`).
+    #[arg(long, value_name = "ADDR", env = "WASI_HOST_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Path the host answers itself with `200` for startup and liveness probes; it never
+    /// reaches the guest. An empty value turns it off.
+    #[arg(long, env = "WASI_HOST_HEALTH_PATH", default_value = DEFAULT_HEALTH_PATH)]
+    pub health_path: String,
+}
+
+/// What one request may take, and how many run at once.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Longest a request may run; a guest still running then is interrupted and, if it
+    /// has not answered yet, the client gets `504`. Cloud Run's default is 300s.
+    #[arg(long, env = "WASI_HOST_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Requests that run at once; more wait in the queue. Match Cloud Run's
+    /// `containerConcurrency` (default 80).
+    #[arg(long, env = "WASI_HOST_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
+    pub max_concurrency: u32,
+    /// Requests that may wait for a free slot; beyond this they get `503` at once.
+    /// Default: the same as `--max-concurrency`.
+    #[arg(long, env = "WASI_HOST_MAX_QUEUE")]
+    pub max_queue: Option<u32>,
+    /// Longest a request waits in the queue before it gets `503` with `Retry-After`.
+    #[arg(long, env = "WASI_HOST_QUEUE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+    /// Largest request body; a larger one gets `413` (Cloud Run's HTTP/1 limit: 32 MiB).
+    #[arg(long, env = "WASI_HOST_MAX_BODY_SIZE", default_value = "32MiB")]
+    pub max_body_size: ByteSize,
+    /// Largest request header block; a larger one gets `431`.
+    #[arg(long, env = "WASI_HOST_MAX_HEADER_SIZE", default_value = "64KiB")]
+    pub max_header_size: ByteSize,
+    /// Longest a client may take to send a request's headers (slowloris defence). It also
+    /// closes HTTP/1 keep-alive connections idle for that long.
+    #[arg(long, env = "WASI_HOST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+}
+
+/// What one guest instance gets.
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// Largest linear memory one guest instance may grow to; growing past it fails
+    /// inside the guest.
+    #[arg(long, env = "WASI_HOST_MAX_MEMORY", default_value = "128MiB")]
+    pub max_memory: ByteSize,
+    /// Largest table one guest instance may have, in elements.
+    #[arg(long, env = "WASI_HOST_MAX_TABLE_ELEMENTS", default_value_t = 20_000)]
+    pub max_table_elements: usize,
+    /// Most host resources (streams, fields, pollables, ...) one request's guest may
+    /// hold at once.
+    #[arg(long, env = "WASI_HOST_MAX_RESOURCES", default_value_t = 10_000)]
+    pub max_resources: usize,
+    /// A variable for the guest's environment, `KEY=VALUE`; repeat the flag for more.
+    /// In `WASI_HOST_ENV`, one `KEY=VALUE` per line. Besides these the guest sees only
+    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them.
+    #[arg(
+        long = "env",
+        value_name = "KEY=VALUE",
+        env = "WASI_HOST_ENV",
+        value_delimiter = '\n'
+    )]
+    pub env: Vec<String>,
+}
+
+/// What guests may reach, and how long they may wait for it.
+#[derive(Debug, Args)]
+pub struct OutboundArgs {
+    /// Lets guests call origins matching PATTERN: `SCHEME://HOST[:PORT]`, where SCHEME is
+    /// `http`, `https` or `*`, HOST a name, an address, `*.domain` or `*`, and PORT a
+    /// number or `*` (default: the scheme's). Repeatable; the variable takes a
+    /// comma-separated list. Without it guests reach nothing. Private, loopback and
+    /// link-local addresses (such as the metadata server) need a pattern that names the
+    /// host exactly.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        env = "WASI_HOST_ALLOW_OUTBOUND",
+        value_delimiter = ','
+    )]
+    pub allow_outbound: Vec<OutboundPattern>,
+    /// Resolves HOST to ADDR for guests' outbound requests without asking DNS, like
+    /// curl's `--resolve` (`api.internal:10.0.0.7`). Repeatable; the variable takes a
+    /// comma-separated list. The address rules still apply.
+    #[arg(
+        long,
+        value_name = "HOST:ADDR",
+        env = "WASI_HOST_OUTBOUND_RESOLVE",
+        value_delimiter = ','
+    )]
+    pub outbound_resolve: Vec<ResolveOverride>,
+    /// Longest an outbound request may take to resolve, connect and finish the TLS
+    /// handshake. A guest may ask for less.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_CONNECT_TIMEOUT", default_value = DEFAULT_OUTBOUND_CONNECT_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub outbound_connect_timeout: Duration,
+    /// Longest an outbound request waits for the response head, counted once its
+    /// connection is ready. A guest may ask for less.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_FIRST_BYTE_TIMEOUT", default_value = DEFAULT_OUTBOUND_FIRST_BYTE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub outbound_first_byte_timeout: Duration,
+    /// Longest one outbound request may take, response body included; never past the
+    /// incoming request's own deadline.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_TOTAL_TIMEOUT", default_value = DEFAULT_OUTBOUND_TOTAL_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub outbound_total_timeout: Duration,
+    /// Largest outbound response body a guest may read; past it the body fails.
+    #[arg(long, env = "WASI_HOST_OUTBOUND_MAX_RESPONSE_BODY", default_value = DEFAULT_OUTBOUND_MAX_RESPONSE_BODY)]
+    pub outbound_max_response_body: ByteSize,
+}
+
+/// How a new version replaces the one serving.
+#[derive(Debug, Args)]
+pub struct SwapArgs {
+    /// Reload COMPONENT when its file changes (written in place, renamed over, or
+    /// swapped by a volume update). A file that fails to load is rejected and the
+    /// running version keeps serving. SIGHUP reloads it too, with or without this flag.
+    /// Not for registry references: send SIGHUP to pull those again.
+    #[arg(long, env = "WASI_HOST_WATCH")]
+    pub watch: bool,
+    /// Serve the admin endpoint on this address (off by default): `GET /component`
+    /// shows the active version, `PUT /component` swaps in the `.wasm` sent, or pulls
+    /// the reference sent as `{"reference": "oci://..."}` (`Content-Type:
+    /// application/json`), which SIGHUP then pulls again. Every
+    /// request needs `Authorization: Bearer TOKEN`, with TOKEN (16 characters or more)
+    /// taken from `$WASI_HOST_ADMIN_TOKEN`. Keep it off the public network.
+    #[arg(long, value_name = "ADDR", env = "WASI_HOST_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Largest component the admin endpoint accepts; a larger upload gets `413`.
+    #[arg(long, env = "WASI_HOST_ADMIN_MAX_UPLOAD", default_value = "64MiB")]
+    pub admin_max_upload: ByteSize,
+}
+
+/// How components are pulled from OCI registries.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Pull from the registry HOST[:PORT] over plain HTTP; every other registry is
+    /// reached over HTTPS. Repeatable; the variable takes a comma-separated list. For a
+    /// registry on a trusted network only. Credentials, if the registry needs any, come
+    /// from `$WASI_HOST_REGISTRY_USERNAME` and `$WASI_HOST_REGISTRY_PASSWORD` (on Artifact
+    /// Registry: `oauth2accesstoken` and an access token).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "WASI_HOST_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+    /// Largest component pulled from a registry; a larger one is refused before it is
+    /// downloaded.
+    #[arg(long, env = "WASI_HOST_MAX_PULL_SIZE", default_value = "64MiB")]
+    pub max_pull_size: ByteSize,
+}
+
+/// How many processes serve, and how they stop.
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Serving processes, each with one thread, sharing the port: a number, or `auto`
+    /// for one per CPU. Guests in separate processes never slow each other down with
+    /// TLB shootdowns, which matters most for large guests (CPython) on several cores.
+    /// `--max-concurrency` and `--max-queue` are shared out among them; the first
+    /// process serves the admin and metrics endpoints for all.
+    #[arg(long, env = "WASI_HOST_WORKERS", default_value = "1")]
+    pub workers: WorkerCount,
+    /// How long SIGTERM waits for in-flight requests before exiting; keep it under the
+    /// platform's grace period (Cloud Run: 10s).
+    #[arg(long, env = "WASI_HOST_SHUTDOWN_TIMEOUT", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// What is measured and logged besides errors.
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// Address to serve Prometheus metrics on, at `/metrics` (e.g. `0.0.0.0:9464`); off
+    /// unless set. Knative's reserved ports (8008, 8012, 8013, 8022, 9090, 9091) are
+    /// refused.
+    #[arg(long, value_name = "ADDR", env = "WASI_HOST_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log one entry per request (with Cloud Logging's `httpRequest` in JSON mode). Off
+    /// by default: Cloud Run and most load balancers keep a request log of their own,
+    /// and a line per request costs throughput.
+    #[arg(long, env = "WASI_HOST_ACCESS_LOG")]
+    pub access_log: bool,
+}

@@ -1,0 +1,560 @@
+//! `serve`'s flags checked against each other and resolved into the settings the host
+//! runs with. Nothing here does I/O: the environment comes in through [`HostEnv`], and
+//! what deserves a warning comes back in [`ServeConfig::notices`] for the caller to log.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use bytesize::ByteSize;
+
+use super::cli::{
+    InstanceArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs, ServeArgs, SwapArgs,
+};
+use super::environment::HostEnv;
+use super::workers::{SECONDARY_ENV, SecondaryRole};
+use crate::load::registry::{PASSWORD_ENV, RegistryConfig, USERNAME_ENV};
+use crate::load::source::AppSource;
+use crate::sandbox::env::GuestEnv;
+use crate::sandbox::limits::InstanceLimits;
+use crate::sandbox::outbound::{OutboundConfig, OutboundLimits};
+
+/// Where the Google Cloud project id is found (Cloud Run does not set it; the deployment
+/// does). Log entries name their trace as `projects/PROJECT/traces/TRACE` with it.
+pub const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
+
+/// The environment variable that holds the admin bearer token. It is not a flag, so it
+/// never shows in a process listing.
+pub const ADMIN_TOKEN_ENV: &str = "WASI_HOST_ADMIN_TOKEN";
+
+/// Shortest admin token accepted: guessing must stay out of reach.
+const MIN_TOKEN_LENGTH: usize = 16;
+
+/// Ports Knative's queue-proxy and its sidecars use inside a Cloud Run or Knative pod;
+/// a server of ours must not take them.
+const KNATIVE_RESERVED_PORTS: [u16; 6] = [8008, 8012, 8013, 8022, 9090, 9091];
+
+/// Largest `--max-memory`: a 32-bit linear memory cannot grow past 4 GiB.
+const MAX_MEMORY_CAP: u64 = 4 << 30;
+
+/// The validated settings `serve` runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub source: AppSource,
+    pub addr: SocketAddr,
+    pub request_timeout: Duration,
+    /// Longest the drain after SIGTERM may take.
+    pub shutdown_timeout: Duration,
+    pub instance: InstanceLimits,
+    /// This process's share of the concurrency and queue.
+    pub admission: AdmissionLimits,
+    pub client: ClientLimits,
+    /// The probe path; `None` when turned off.
+    pub health_path: Option<String>,
+    /// What every guest finds in its environment.
+    pub guest_env: GuestEnv,
+    /// The Google Cloud project that log entries name traces in, if known.
+    pub trace_project: Option<String>,
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether to log one entry per request.
+    pub access_log: bool,
+    pub outbound: OutboundConfig,
+    /// Whether to reload the component when its file changes.
+    pub watch: bool,
+    pub registry: RegistryConfig,
+    /// The admin endpoint, if enabled.
+    pub admin: Option<AdminConfig>,
+    /// How many serving processes there are, this one included.
+    pub workers: u32,
+    /// Set when this process is a secondary worker, started by the primary.
+    pub secondary: Option<SecondaryRole>,
+    /// Settings that are allowed but probably not what the user meant, for the log.
+    pub notices: Vec<String>,
+}
+
+/// How many requests run and wait, in one process.
+#[derive(Debug, Clone)]
+pub struct AdmissionLimits {
+    pub max_concurrency: u32,
+    /// Requests that may wait for a slot.
+    pub max_queue: u32,
+    /// Longest a request waits for a slot.
+    pub queue_timeout: Duration,
+}
+
+/// What a client may send.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Largest request body, in bytes.
+    pub max_body_size: u64,
+    /// Largest request header block, in bytes.
+    pub max_header_size: usize,
+    /// Longest a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+}
+
+/// The settings of the admin endpoint.
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// Largest upload, in bytes.
+    pub max_upload: u64,
+}
+
+// The token stays out of debug output.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("addr", &self.addr)
+            .field("max_upload", &self.max_upload)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeArgs {
+    /// Checks the flags against each other and against `env`, and resolves defaults.
+    pub fn into_config(self, env: &HostEnv) -> Result<ServeConfig> {
+        let workers = self.processes.workers.resolve(env.available_cpus());
+        let addr = self.listen.addr();
+        check_side_ports(addr, self.observe.metrics_addr, self.swap.admin_addr)?;
+        check_source(&self.component, &self.swap, &self.outbound)?;
+        let mut notices = Vec::new();
+        let admission = self.requests.admission(workers)?;
+        Ok(ServeConfig {
+            addr,
+            request_timeout: self.requests.request_timeout,
+            shutdown_timeout: self.processes.shutdown_timeout,
+            instance: self.instances.limits(admission.max_concurrency)?,
+            client: self.requests.client()?,
+            admission,
+            health_path: self.listen.health_path(&mut notices)?,
+            guest_env: GuestEnv::build(&self.instances.env, |name| env.var(name))?,
+            trace_project: env.non_empty(PROJECT_VARIABLE),
+            metrics_addr: self.observe.metrics_addr,
+            access_log: self.observe.access_log,
+            outbound: self.outbound.config()?,
+            watch: self.swap.watch,
+            registry: self.registry.config(env)?,
+            admin: self.swap.admin(env)?,
+            workers,
+            secondary: SecondaryRole::parse(env.var(SECONDARY_ENV).as_deref())?,
+            source: self.component,
+            notices,
+        })
+    }
+}
+
+/// Refuses settings that do not apply to what is served.
+fn check_source(source: &AppSource, swap: &SwapArgs, outbound: &OutboundArgs) -> Result<()> {
+    ensure!(
+        !swap.watch || source.file().is_some(),
+        "--watch needs a component file, and `{source}` is a registry reference; send SIGHUP \
+         to pull it again"
+    );
+    ensure!(
+        !matches!(source, AppSource::Manifest(_)) || outbound.allow_outbound.is_empty(),
+        "--allow-outbound does not apply to a Spin application: each component's \
+         `allowed_outbound_hosts` in the manifest says what it may reach"
+    );
+    Ok(())
+}
+
+/// Refuses side servers (metrics, admin) on a port Knative reserves, on the serving
+/// port, or on one port together.
+fn check_side_ports(
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+) -> Result<()> {
+    for (side_addr, flag, example) in [
+        (metrics_addr, "--metrics-addr", 9464),
+        (admin_addr, "--admin-addr", 9465),
+    ] {
+        let Some(side_addr) = side_addr else { continue };
+        let port = side_addr.port();
+        ensure!(
+            !KNATIVE_RESERVED_PORTS.contains(&port),
+            "{flag} port {port} is reserved on Cloud Run and Knative (ports {}); choose another, such as {example}",
+            KNATIVE_RESERVED_PORTS
+                .map(|port| port.to_string())
+                .join(", ")
+        );
+        ensure!(
+            port == 0 || port != addr.port(),
+            "{flag} port {port} is the port requests are served on; choose another"
+        );
+    }
+    let port_or_zero = |addr: Option<SocketAddr>| addr.map_or(0, |addr| addr.port());
+    ensure!(
+        port_or_zero(metrics_addr) == 0 || port_or_zero(metrics_addr) != port_or_zero(admin_addr),
+        "--metrics-addr and --admin-addr must be on different ports"
+    );
+    Ok(())
+}
+
+impl ListenArgs {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)))
+    }
+
+    fn health_path(&self, notices: &mut Vec<String>) -> Result<Option<String>> {
+        let path = &self.health_path;
+        ensure!(
+            path.is_empty() || path.starts_with('/'),
+            "--health-path must start with `/`"
+        );
+        if path.ends_with('z') {
+            // Cloud Run answers some paths ending in `z` itself; the request never
+            // reaches the container there.
+            notices.push(format!(
+                "--health-path `{path}` ends in `z`: Cloud Run reserves such paths, so probes \
+                 there may never reach this host"
+            ));
+        }
+        Ok(Some(path.clone()).filter(|path| !path.is_empty()))
+    }
+}
+
+impl RequestArgs {
+    /// Each of `workers` processes admits its share; together they admit what was asked.
+    fn admission(&self, workers: u32) -> Result<AdmissionLimits> {
+        ensure!(
+            self.max_concurrency > 0,
+            "--max-concurrency must be at least 1"
+        );
+        Ok(AdmissionLimits {
+            max_concurrency: self.max_concurrency.div_ceil(workers),
+            max_queue: self
+                .max_queue
+                .unwrap_or(self.max_concurrency)
+                .div_ceil(workers),
+            queue_timeout: self.queue_timeout,
+        })
+    }
+
+    fn client(&self) -> Result<ClientLimits> {
+        ensure!(
+            self.max_header_size.as_u64() >= 8192,
+            "--max-header-size must be at least 8KiB"
+        );
+        Ok(ClientLimits {
+            max_body_size: self.max_body_size.as_u64(),
+            max_header_size: saturating_usize(self.max_header_size),
+            header_read_timeout: self.header_read_timeout,
+        })
+    }
+}
+
+impl InstanceArgs {
+    /// The caps of one instance, the pool sized for `max_concurrency` at once.
+    fn limits(&self, max_concurrency: u32) -> Result<InstanceLimits> {
+        ensure!(
+            (64 * 1024..=MAX_MEMORY_CAP).contains(&self.max_memory.as_u64()),
+            "--max-memory must be between 64KiB (one wasm page) and 4GiB (the 32-bit address space)"
+        );
+        Ok(InstanceLimits {
+            max_memory: saturating_usize(self.max_memory),
+            max_table_elements: self.max_table_elements,
+            max_resources: self.max_resources,
+            max_concurrency,
+            ..InstanceLimits::default()
+        })
+    }
+}
+
+impl OutboundArgs {
+    fn config(&self) -> Result<OutboundConfig> {
+        for (timeout, flag) in [
+            (self.outbound_connect_timeout, "--outbound-connect-timeout"),
+            (
+                self.outbound_first_byte_timeout,
+                "--outbound-first-byte-timeout",
+            ),
+            (self.outbound_total_timeout, "--outbound-total-timeout"),
+        ] {
+            ensure!(!timeout.is_zero(), "{flag} must be more than zero");
+        }
+        Ok(OutboundConfig {
+            allow: self.allow_outbound.clone(),
+            resolve: self.outbound_resolve.clone(),
+            limits: OutboundLimits {
+                connect_timeout: self.outbound_connect_timeout,
+                first_byte_timeout: self.outbound_first_byte_timeout,
+                total_timeout: self.outbound_total_timeout,
+                max_response_body: self.outbound_max_response_body.as_u64(),
+            },
+        })
+    }
+}
+
+impl SwapArgs {
+    /// The admin endpoint's settings, its token from `env`; `None` when it is off.
+    fn admin(&self, env: &HostEnv) -> Result<Option<AdminConfig>> {
+        let Some(addr) = self.admin_addr else {
+            return Ok(None);
+        };
+        let token = env.var(ADMIN_TOKEN_ENV).unwrap_or_default();
+        ensure!(
+            token.chars().count() >= MIN_TOKEN_LENGTH,
+            "--admin-addr needs a bearer token of at least {MIN_TOKEN_LENGTH} characters in \
+             ${ADMIN_TOKEN_ENV}"
+        );
+        Ok(Some(AdminConfig {
+            addr,
+            token,
+            max_upload: self.admin_max_upload.as_u64(),
+        }))
+    }
+}
+
+impl RegistryArgs {
+    /// How to reach registries, with the credentials from `env`: both, or neither.
+    fn config(&self, env: &HostEnv) -> Result<RegistryConfig> {
+        let credentials = match (env.non_empty(USERNAME_ENV), env.non_empty(PASSWORD_ENV)) {
+            (Some(username), Some(password)) => Some((username, password)),
+            (None, None) => None,
+            _ => bail!("registry credentials need both ${USERNAME_ENV} and ${PASSWORD_ENV}"),
+        };
+        Ok(RegistryConfig {
+            insecure: self.insecure_registry.clone(),
+            credentials,
+            max_size: self.max_pull_size.as_u64(),
+        })
+    }
+}
+
+fn saturating_usize(size: ByteSize) -> usize {
+    usize::try_from(size.as_u64()).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{Cli, Command};
+
+    /// `serve COMPONENT FLAGS...` as the command line gives it, checked against `env`.
+    fn configure(component: &str, flags: &[&str], env: &HostEnv) -> Result<ServeConfig> {
+        let command_line = ["wasi-host", "serve", component]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let Command::Serve(args) = Cli::try_parse_from(command_line)?.command else {
+            unreachable!("the command line names `serve`")
+        };
+        args.into_config(env)
+    }
+
+    fn serve(flags: &[&str]) -> Result<ServeConfig> {
+        configure("hello.wasm", flags, &HostEnv::fake(&[], 2))
+    }
+
+    fn refused(flags: &[&str]) -> String {
+        format!("{:#}", serve(flags).expect_err("refused"))
+    }
+
+    #[test]
+    fn defaults_are_cloud_runs() {
+        let config = serve(&[]).unwrap();
+        assert_eq!(config.addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.request_timeout, Duration::from_secs(300));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(8));
+        assert_eq!(config.admission.max_concurrency, 80);
+        assert_eq!(config.admission.max_queue, 80);
+        assert_eq!(config.admission.queue_timeout, Duration::from_secs(10));
+        assert_eq!(config.client.max_body_size, 32 << 20);
+        assert_eq!(config.client.max_header_size, 64 << 10);
+        assert_eq!(config.instance.max_memory, 128 << 20);
+        assert_eq!(
+            config.health_path.as_deref(),
+            Some("/.well-known/wasi-host/health")
+        );
+        assert_eq!((config.workers, config.secondary), (1, None));
+        assert!(config.admin.is_none() && config.metrics_addr.is_none());
+        assert!(config.notices.is_empty());
+    }
+
+    #[test]
+    fn side_servers_never_share_a_port() {
+        assert!(
+            refused(&["--port", "9464", "--metrics-addr", "0.0.0.0:9464"])
+                .contains("--metrics-addr port 9464 is the port requests are served on")
+        );
+        let env = HostEnv::fake(&[(ADMIN_TOKEN_ENV, "0123456789abcdef")], 2);
+        let clash = configure(
+            "hello.wasm",
+            &[
+                "--metrics-addr",
+                "127.0.0.1:9464",
+                "--admin-addr",
+                "127.0.0.1:9464",
+            ],
+            &env,
+        );
+        assert!(format!("{:#}", clash.unwrap_err()).contains("must be on different ports"));
+        // Port 0 asks the system for a free port: two of them never clash.
+        let any = configure(
+            "hello.wasm",
+            &[
+                "--addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ],
+            &env,
+        );
+        assert!(any.is_ok());
+    }
+
+    #[test]
+    fn knatives_ports_are_refused_with_another_suggested() {
+        for port in KNATIVE_RESERVED_PORTS {
+            let error = refused(&["--metrics-addr", &format!("0.0.0.0:{port}")]);
+            assert!(
+                error.contains(&format!("port {port} is reserved")),
+                "{error}"
+            );
+            assert!(error.contains("such as 9464"), "{error}");
+        }
+    }
+
+    #[test]
+    fn workers_share_out_the_concurrency_and_the_queue() {
+        let env = HostEnv::fake(&[], 3);
+        let auto = configure("hello.wasm", &["--workers", "auto"], &env).unwrap();
+        assert_eq!(auto.workers, 3);
+        assert_eq!(auto.admission.max_concurrency, 27);
+        assert_eq!(auto.admission.max_queue, 27);
+        assert_eq!(auto.instance.max_concurrency, 27);
+        let fixed = configure("hello.wasm", &["--workers", "2", "--max-queue", "5"], &env).unwrap();
+        assert_eq!(fixed.workers, 2);
+        assert_eq!(fixed.admission.max_concurrency, 40);
+        assert_eq!(fixed.admission.max_queue, 3);
+        assert!(refused(&["--workers", "0"]).contains("at least one worker"));
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert!(refused(&["--max-concurrency", "0"]).contains("at least 1"));
+        assert!(refused(&["--max-memory", "32KiB"]).contains("between 64KiB"));
+        assert!(refused(&["--max-memory", "5GiB"]).contains("4GiB"));
+        assert!(refused(&["--max-header-size", "4KiB"]).contains("at least 8KiB"));
+        for flag in [
+            "--outbound-connect-timeout",
+            "--outbound-first-byte-timeout",
+            "--outbound-total-timeout",
+        ] {
+            assert!(refused(&[flag, "0s"]).contains(&format!("{flag} must be more than zero")));
+        }
+        let config = serve(&["--max-memory", "16MiB", "--max-header-size", "8KiB"]).unwrap();
+        assert_eq!(config.instance.max_memory, 16 << 20);
+        assert_eq!(config.client.max_header_size, 8 << 10);
+    }
+
+    #[test]
+    fn probe_paths() {
+        assert!(refused(&["--health-path", "health"]).contains("must start with `/`"));
+        assert_eq!(serve(&["--health-path", ""]).unwrap().health_path, None);
+        let config = serve(&["--health-path", "/healthz"]).unwrap();
+        assert_eq!(config.health_path.as_deref(), Some("/healthz"));
+        assert_eq!(config.notices.len(), 1);
+        assert!(
+            config.notices[0].contains("ends in `z`"),
+            "{:?}",
+            config.notices
+        );
+    }
+
+    #[test]
+    fn the_admin_endpoint_needs_a_long_token_from_the_environment() {
+        let flags = ["--admin-addr", "127.0.0.1:9465"];
+        assert!(refused(&flags).contains(ADMIN_TOKEN_ENV));
+        let short = HostEnv::fake(&[(ADMIN_TOKEN_ENV, "too-short")], 2);
+        let error = configure("hello.wasm", &flags, &short).unwrap_err();
+        assert!(format!("{error:#}").contains("at least 16 characters"));
+        let long = HostEnv::fake(&[(ADMIN_TOKEN_ENV, "0123456789abcdef")], 2);
+        let admin = configure("hello.wasm", &flags, &long)
+            .unwrap()
+            .admin
+            .unwrap();
+        assert_eq!(admin.token, "0123456789abcdef");
+        assert_eq!(admin.max_upload, 64 << 20);
+        assert!(!format!("{admin:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn registry_credentials_come_in_pairs() {
+        let one = HostEnv::fake(&[(USERNAME_ENV, "user")], 2);
+        let error = configure("hello.wasm", &[], &one).unwrap_err();
+        assert!(format!("{error:#}").contains("need both"));
+        let both = HostEnv::fake(&[(USERNAME_ENV, "user"), (PASSWORD_ENV, "secret")], 2);
+        let registry = configure("hello.wasm", &[], &both).unwrap().registry;
+        assert_eq!(
+            registry.credentials,
+            Some(("user".to_owned(), "secret".to_owned()))
+        );
+        let empty = HostEnv::fake(&[(USERNAME_ENV, ""), (PASSWORD_ENV, "")], 2);
+        assert_eq!(
+            configure("hello.wasm", &[], &empty)
+                .unwrap()
+                .registry
+                .credentials,
+            None
+        );
+    }
+
+    #[test]
+    fn platform_settings_come_from_the_environment() {
+        let env = HostEnv::fake(
+            &[
+                (PROJECT_VARIABLE, "shop-prod"),
+                ("K_SERVICE", "shop"),
+                ("HOME", "/root"),
+                (SECONDARY_ENV, "3"),
+            ],
+            2,
+        );
+        let config = configure("hello.wasm", &["--env", "A=1"], &env).unwrap();
+        assert_eq!(config.trace_project.as_deref(), Some("shop-prod"));
+        assert_eq!(
+            config.guest_env.vars(),
+            [
+                ("K_SERVICE".into(), "shop".into()),
+                ("A".into(), "1".into())
+            ]
+        );
+        assert_eq!(config.secondary, Some(SecondaryRole { number: 3 }));
+        let bad = HostEnv::fake(&[(SECONDARY_ENV, "one")], 2);
+        assert!(configure("hello.wasm", &[], &bad).is_err());
+        let unnamed = HostEnv::fake(&[(PROJECT_VARIABLE, "")], 2);
+        assert_eq!(
+            configure("hello.wasm", &[], &unnamed)
+                .unwrap()
+                .trace_project,
+            None
+        );
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_the_source_are_refused() {
+        let env = HostEnv::fake(&[], 2);
+        let watch = configure("oci://ghcr.io/org/hello:v1", &["--watch"], &env).unwrap_err();
+        assert!(format!("{watch:#}").contains("--watch needs a component file"));
+        let allow =
+            configure("app/spin.toml", &["--allow-outbound", "https://*"], &env).unwrap_err();
+        assert!(format!("{allow:#}").contains("does not apply to a Spin application"));
+        assert!(
+            configure(
+                "app.wasm",
+                &["--watch", "--allow-outbound", "https://*"],
+                &env
+            )
+            .is_ok()
+        );
+    }
+}

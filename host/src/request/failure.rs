@@ -1,0 +1,85 @@
+//! Every way a request can end without a guest's response, and the response the host
+//! sends instead.
+
+use http::{HeaderValue, Response, StatusCode, Version, header};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+
+use crate::http::body::ResponseBody;
+use crate::http::response::plain_response;
+use crate::observe::metrics::Rejection;
+
+/// Seconds a client told `503` should wait before retrying.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// Why a request got no response from the guest.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request cannot be handed to a guest at all.
+    BadRequest(&'static str),
+    /// No route of the application matches the path.
+    NoRoute,
+    /// The guest's store could not be set up.
+    Setup(anyhow::Error),
+    BodyTooLarge,
+    /// No slot came free.
+    Overloaded(Rejection),
+    /// The guest trapped, or returned without setting a response.
+    Guest,
+    /// The guest answered with a wasi:http error code instead of a response.
+    GuestErrorCode(ErrorCode),
+    /// The guest was still running at the request deadline.
+    DeadlineExceeded,
+}
+
+impl Failure {
+    /// The host's response to request `request_id`, sent over HTTP `version`.
+    pub fn into_response(self, request_id: u64, version: Version) -> Response<ResponseBody> {
+        let (status, message) = match self {
+            Failure::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            Failure::NoRoute => (StatusCode::NOT_FOUND, "no route matches this path"),
+            Failure::Setup(error) => {
+                tracing::error!(request_id, "cannot set up the guest: {error:#}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
+            }
+            Failure::BodyTooLarge => return body_too_large(version),
+            Failure::Overloaded(rejection) => {
+                tracing::warn!(request_id, ?rejection, "request turned away: server busy");
+                return overloaded();
+            }
+            Failure::Guest => (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed"),
+            Failure::GuestErrorCode(code) => {
+                tracing::warn!(request_id, "guest answered with an error: {code:?}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
+            }
+            Failure::DeadlineExceeded => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the handler did not answer in time",
+            ),
+        };
+        plain_response(status, message)
+    }
+}
+
+fn body_too_large(version: Version) -> Response<ResponseBody> {
+    let mut response = plain_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is too large",
+    );
+    // The rest of the body is never read, so an HTTP/1 connection cannot carry another
+    // request: say so, or the client may reuse it and lose its next request to the close.
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn overloaded() -> Response<ResponseBody> {
+    let mut response = plain_response(StatusCode::SERVICE_UNAVAILABLE, "the server is busy");
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
+}

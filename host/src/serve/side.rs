@@ -1,0 +1,89 @@
+//! The side servers a primary runs besides the serving port: the admin endpoint and the
+//! metrics server, each on its own address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::accept::accept_connections;
+use super::metrics_endpoint::{self, METRICS_PATH};
+use crate::config::ServeConfig;
+use crate::observe::metrics::Metrics;
+use crate::swap::active::ActiveComponent;
+use crate::swap::admin::{self, Admin};
+use crate::workers::SecondaryLinks;
+
+/// Starts the admin endpoint and the metrics server, where configured. The metrics
+/// served are the sum over `followers` too, when there are secondary workers.
+pub async fn start_side_servers(
+    config: &ServeConfig,
+    active: &Arc<ActiveComponent>,
+    metrics: &Arc<Metrics>,
+    followers: Option<Arc<SecondaryLinks>>,
+    builder: &auto::Builder<TokioExecutor>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut side_servers = Vec::new();
+    if let Some(admin) = &config.admin {
+        let endpoint = Arc::new(Admin::new(active.clone(), &admin.token, admin.max_upload));
+        let service = move |request, peer| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.handle(request, peer).await }
+        };
+        let server = start_side_server(
+            "the admin endpoint",
+            admin::COMPONENT_PATH,
+            admin.addr,
+            builder,
+            service,
+        );
+        side_servers.push(server.await?);
+    }
+    if let Some(addr) = config.metrics_addr {
+        let metrics = metrics.clone();
+        let service = move |request: Request<Incoming>, _peer| {
+            let (metrics, followers) = (metrics.clone(), followers.clone());
+            async move { metrics_endpoint::respond(&metrics, followers.as_deref(), &request).await }
+        };
+        side_servers
+            .push(start_side_server("metrics", METRICS_PATH, addr, builder, service).await?);
+    }
+    Ok(side_servers)
+}
+
+/// Binds `addr` for the side server `name` (admin, metrics) and serves `service` there
+/// in a task of its own; aborting the task closes it.
+async fn start_side_server<S, F, B>(
+    name: &'static str,
+    path: &str,
+    addr: SocketAddr,
+    builder: &auto::Builder<TokioExecutor>,
+    service: S,
+) -> Result<JoinHandle<()>>
+where
+    S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {name} on {addr}: is another server using that port?")
+    })?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("cannot read the bound address of {name}"))?;
+    tracing::info!("serving {name} at http://{local}{path}");
+    let builder = builder.clone();
+    Ok(tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        match accept_connections(&listener, &builder, &graceful, service).await {}
+    }))
+}

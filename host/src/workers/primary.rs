@@ -1,0 +1,238 @@
+//! The primary's side: starting the secondaries, each with its listening socket and a
+//! control connection, having them follow every change, reading their metrics, and
+//! stopping them.
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tokio::process::Command;
+use tokio::sync::{Mutex, mpsc};
+
+use super::protocol::{
+    METRICS_PATH, ORIGIN_HEADER, REFERENCE_PATH, RELOAD_PATH, STOP_PATH, UPLOAD_PATH,
+};
+use crate::config::SECONDARY_ENV;
+use crate::swap::active::{Change, Followers};
+
+/// How long after its own drain time the primary waits for secondaries to exit.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// The control request that has a secondary make `change`.
+fn control_request(change: &Change) -> Request<Full<Bytes>> {
+    let builder = Request::builder();
+    let request = match change {
+        Change::Reload => builder
+            .method(Method::POST)
+            .uri(RELOAD_PATH)
+            .body(Full::default()),
+        Change::Upload { bytes, origin } => builder
+            .method(Method::PUT)
+            .uri(UPLOAD_PATH)
+            .header(ORIGIN_HEADER, origin)
+            .body(Full::new(Bytes::from(bytes.clone()))),
+        Change::Reference(reference) => builder
+            .method(Method::PUT)
+            .uri(REFERENCE_PATH)
+            .body(Full::new(Bytes::from(reference.to_string()))),
+    };
+    request.expect("control requests are well formed")
+}
+
+/// The primary's connection to one secondary.
+struct Link {
+    number: u32,
+    sender: Mutex<SendRequest<Full<Bytes>>>,
+}
+
+impl Link {
+    /// Sends `request` and reads the whole answer.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, String)> {
+        let mut sender = self.sender.lock().await;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// The secondaries, as the primary reaches them.
+pub struct SecondaryLinks {
+    links: Vec<Link>,
+}
+
+impl SecondaryLinks {
+    /// Has every secondary make `change`, one after the other.
+    async fn follow_each(&self, change: &Change) {
+        for link in &self.links {
+            match link.send(control_request(change)).await {
+                Ok((StatusCode::OK, outcome)) => {
+                    tracing::info!("worker {} follows: {outcome}", link.number);
+                }
+                Ok((status, message)) => tracing::error!(
+                    "worker {} did not follow the change ({status}): {message}",
+                    link.number
+                ),
+                Err(error) => tracing::error!(
+                    "worker {} did not follow the change: {error:#}",
+                    link.number
+                ),
+            }
+        }
+    }
+
+    /// Every secondary's metrics, in the OpenMetrics text format.
+    pub async fn metrics(&self) -> Result<Vec<String>> {
+        let mut texts = Vec::with_capacity(self.links.len());
+        for link in &self.links {
+            let request = Request::get(METRICS_PATH)
+                .body(Full::default())
+                .expect("a well-formed request");
+            let (status, text) = link
+                .send(request)
+                .await
+                .with_context(|| format!("worker {} did not send its metrics", link.number))?;
+            if status != StatusCode::OK {
+                bail!("worker {} answered {status} for its metrics", link.number);
+            }
+            texts.push(text);
+        }
+        Ok(texts)
+    }
+
+    async fn stop(&self) {
+        for link in &self.links {
+            let request = Request::post(STOP_PATH)
+                .body(Full::default())
+                .expect("a well-formed request");
+            // One that already stopped has closed its connection: nothing more to do.
+            if let Err(error) = link.send(request).await {
+                tracing::debug!("worker {} did not take the stop: {error:#}", link.number);
+            }
+        }
+    }
+}
+
+/// The secondaries the primary started.
+pub struct Secondaries {
+    followers: Arc<SecondaryLinks>,
+    exits: mpsc::UnboundedReceiver<(u32, std::io::Result<ExitStatus>)>,
+    running: usize,
+}
+
+impl Secondaries {
+    /// Starts a secondary for each of `listeners`, numbered from 2: the sockets they
+    /// accept connections from.
+    pub async fn start(listeners: Vec<OwnedFd>) -> Result<Self> {
+        let executable =
+            std::env::current_exe().context("cannot find this executable to start workers")?;
+        let count = listeners.len() + 1;
+        let (exits_tx, exits) = mpsc::unbounded_channel();
+        let mut links = Vec::new();
+        for (number, listener) in (2..).zip(listeners) {
+            let (control, theirs) =
+                std::os::unix::net::UnixStream::pair().context("cannot create a socket pair")?;
+            let mut child = Command::new(&executable)
+                .args(std::env::args_os().skip(1))
+                .env(SECONDARY_ENV, number.to_string())
+                .stdin(Stdio::from(listener))
+                .stdout(Stdio::from(OwnedFd::from(theirs)))
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start worker {number}"))?;
+            control
+                .set_nonblocking(true)
+                .context("cannot set up a control socket")?;
+            let control =
+                UnixStream::from_std(control).context("cannot set up a control socket")?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(control))
+                .await
+                .with_context(|| format!("cannot reach worker {number}"))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!("control connection to worker {number} failed: {error}");
+                }
+            });
+            let exits_tx = exits_tx.clone();
+            let pid = child.id().unwrap_or_default();
+            tokio::spawn(async move {
+                let _ = exits_tx.send((number, child.wait().await));
+            });
+            tracing::info!("started worker {number} of {count} (pid {pid})");
+            links.push(Link {
+                number,
+                sender: Mutex::new(sender),
+            });
+        }
+        let running = links.len();
+        Ok(Self {
+            followers: Arc::new(SecondaryLinks { links }),
+            exits,
+            running,
+        })
+    }
+
+    /// The secondaries, to tell them of changes and read their metrics.
+    pub fn followers(&self) -> Arc<SecondaryLinks> {
+        self.followers.clone()
+    }
+
+    /// Resolves when a secondary exits while the primary still serves: an error, since
+    /// its share of the connections would go unanswered.
+    pub async fn exited(&mut self) -> anyhow::Error {
+        match self.exits.recv().await {
+            Some((number, status)) => {
+                self.running -= 1;
+                match status {
+                    Ok(status) => anyhow!("worker {number} exited ({status}); stopping"),
+                    Err(error) => anyhow!("lost worker {number}: {error}; stopping"),
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Tells every secondary to drain and stop, and waits for them up to `drain` and a
+    /// moment more. Fails if one does not exit cleanly in time.
+    pub async fn stop(mut self, drain: Duration) -> Result<()> {
+        self.followers.stop().await;
+        let all_exited = async {
+            let mut failed = Vec::new();
+            while self.running > 0 {
+                let Some((number, status)) = self.exits.recv().await else {
+                    break;
+                };
+                self.running -= 1;
+                match status {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => failed.push(format!("worker {number} exited ({status})")),
+                    Err(error) => failed.push(format!("lost worker {number}: {error}")),
+                }
+            }
+            failed
+        };
+        match tokio::time::timeout(drain + EXIT_GRACE, all_exited).await {
+            Ok(failed) if failed.is_empty() => Ok(()),
+            Ok(failed) => bail!("{}", failed.join("; ")),
+            // The runtime's shutdown drops the exit watchers, whose children are killed.
+            Err(_) => bail!("{} worker(s) did not stop in time", self.running),
+        }
+    }
+}
+
+impl Followers for SecondaryLinks {
+    fn follow<'a>(&'a self, change: &'a Change) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.follow_each(change))
+    }
+}
