@@ -15,6 +15,7 @@ wit_bindgen::generate!({
 });
 
 use exports::wasi::http::handler::Guest;
+use testbed_query::{FetchQuery, param};
 use wasi::http::types::{
     ErrorCode, Fields, Method, Request, RequestOptions, Response, Scheme, Trailers,
 };
@@ -171,12 +172,12 @@ fn echo(request: Request, query: &str) -> Response {
 /// code's debug text for a failed request, and `body: ...` for a body that failed
 /// while being read.
 async fn fetch(request: Request, query: &str) -> Response {
-    let (options, url) = query.split_once("url=").unwrap_or((query, ""));
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, "/"),
-    };
+    let FetchQuery {
+        options,
+        scheme,
+        authority,
+        path,
+    } = FetchQuery::parse(query);
     let scheme = match scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
@@ -308,14 +309,6 @@ fn method_name(method: Method) -> String {
         Method::Patch => "PATCH".into(),
         Method::Other(other) => other,
     }
-}
-
-fn param(query: &str, name: &str) -> Option<u64> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.parse().ok())
 }
 
 export!(P3Testbed);
