@@ -21,6 +21,18 @@ require() {
   command -v "$command" >/dev/null || die "$command not found: install $what (scripts/setup.sh does)"
 }
 
+# Installs the example's requirements.txt into a fresh venv at VENV (WHAT names them
+# in the log), unless VENV/.installed, touched last, is newer than requirements.txt.
+install_requirements() {
+  local venv=$1 what=$2
+  [[ -f $venv/.installed && $venv/.installed -nt $EXAMPLE_DIR/requirements.txt ]] && return
+  require python3 "Python 3 with its venv module"
+  log "installing $what into ${venv#"$ROOT_DIR"/}"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$EXAMPLE_DIR/requirements.txt"
+  touch "$venv/.installed"
+}
+
 # Whether OUTPUT exists and is newer than every file under the INPUT paths.
 up_to_date() {
   local output=$1

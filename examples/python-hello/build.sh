@@ -17,12 +17,7 @@ TOOLS_STAMP=$VENV/.installed
 BUILD_INPUTS=("$EXAMPLE_DIR/app.py" "$ROOT_DIR/wit" "$TOOLS_STAMP")
 
 install_tools() {
-  [[ -f $TOOLS_STAMP && $TOOLS_STAMP -nt $EXAMPLE_DIR/requirements.txt ]] && return
-  require python3 "Python 3 with its venv module"
-  log "installing componentize-py into ${VENV#"$ROOT_DIR"/}"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$EXAMPLE_DIR/requirements.txt"
-  touch "$TOOLS_STAMP"
+  install_requirements "$VENV" "componentize-py"
 }
 
 build() {

@@ -6,6 +6,7 @@
 
 use std::io::Write as _;
 
+use testbed_query::{FetchQuery, param};
 use wasip2::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions,
     ResponseOutparam, Scheme,
@@ -179,12 +180,12 @@ fn fetch(request: IncomingRequest, response_out: ResponseOutparam, query: &str) 
             out.write_all(message.as_bytes()).expect("write");
         });
     };
-    let (options, url) = query.split_once("url=").unwrap_or((query, ""));
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, "/"),
-    };
+    let FetchQuery {
+        options,
+        scheme,
+        authority,
+        path,
+    } = FetchQuery::parse(query);
     let scheme = match scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
@@ -279,14 +280,6 @@ fn respond_with(
     out.flush().expect("flush");
     drop(out);
     OutgoingBody::finish(body, None).expect("finish");
-}
-
-fn param(query: &str, name: &str) -> Option<u64> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.parse().ok())
 }
 
 wasip2::http::proxy::export!(Testbed);
