@@ -39,6 +39,9 @@ pub const DEFAULT_OUTBOUND_FIRST_BYTE_TIMEOUT: &str = "60s";
 /// Default limit on one outbound request, response body included.
 pub const DEFAULT_OUTBOUND_TOTAL_TIMEOUT: &str = "120s";
 
+/// Default time an idle instance is kept for reuse: `wasmtime serve`'s.
+pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: &str = "1s";
+
 /// Default largest outbound response body.
 pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
 
@@ -187,6 +190,27 @@ pub struct InstanceArgs {
         value_delimiter = '\n'
     )]
     pub env: Vec<String>,
+
+    /// Requests one instance serves before it is dropped; 1 is a fresh instance per
+    /// request. Default: 128 for WASI 0.3 components, 1 for WASI 0.2 ones, as `wasmtime
+    /// serve`. A reused instance keeps its memory from one request to the next.
+    #[arg(long, value_name = "N", env = "WASI_HOST_MAX_INSTANCE_REUSE_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_reuse_count: Option<u32>,
+
+    /// Requests one WASI 0.3 instance serves at once. Default: 16. A WASI 0.2 instance
+    /// serves one at a time.
+    #[arg(long, value_name = "N", env = "WASI_HOST_MAX_INSTANCE_CONCURRENT_REUSE_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_concurrent_reuse_count: Option<u32>,
+
+    /// How long an instance with nothing to do is kept for the next request.
+    #[arg(long, env = "WASI_HOST_IDLE_INSTANCE_TIMEOUT", default_value = DEFAULT_IDLE_INSTANCE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub idle_instance_timeout: Duration,
+
+    /// Refuse a component that imports what this host does not implement (Spin's
+    /// key-value, SQLite, Redis, MQTT, databases and LLM interfaces, WASI release
+    /// candidates) instead of loading it with those imports failing when called.
+    #[arg(long, env = "WASI_HOST_STRICT_IMPORTS")]
+    pub strict_imports: bool,
 }
 
 /// What guests may reach, and how long they may wait for it.

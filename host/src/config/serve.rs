@@ -2,6 +2,7 @@
 //! runs with. Nothing here does I/O: the environment comes in through [`HostEnv`], and
 //! what deserves a warning comes back in [`ServeConfig::notices`] for the caller to log.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -13,8 +14,11 @@ use super::cli::{
 };
 use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};
+use crate::load::app::ReuseSettings;
+use crate::load::imports::UnimplementedImports;
 use crate::load::registry::{PASSWORD_ENV, RegistryConfig, USERNAME_ENV};
 use crate::load::source::AppSource;
+use crate::load::spin::variables::{self, ENV_PREFIX as SPIN_VARIABLE_PREFIX};
 use crate::sandbox::env::GuestEnv;
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::outbound::{OutboundConfig, OutboundLimits};
@@ -46,6 +50,11 @@ pub struct ServeConfig {
     /// Longest the drain after SIGTERM may take.
     pub shutdown_timeout: Duration,
     pub instance: InstanceLimits,
+    pub reuse: ReuseSettings,
+    /// What becomes of imports the host does not implement.
+    pub imports: UnimplementedImports,
+    /// A Spin application's variables set in the environment, by lower-case name.
+    pub spin_variables: BTreeMap<String, String>,
     /// This process's share of the concurrency and queue.
     pub admission: AdmissionLimits,
     pub client: ClientLimits,
@@ -127,6 +136,13 @@ impl ServeArgs {
             request_timeout: self.requests.request_timeout,
             shutdown_timeout: self.processes.shutdown_timeout,
             instance: self.instances.limits(admission.max_concurrency)?,
+            reuse: self.instances.reuse(),
+            imports: if self.instances.strict_imports {
+                UnimplementedImports::Refuse
+            } else {
+                UnimplementedImports::Stub
+            },
+            spin_variables: variables::from_environment(&env.with_prefix(SPIN_VARIABLE_PREFIX)),
             client: self.requests.client()?,
             admission,
             health_path: self.listen.health_path(&mut notices)?,
@@ -263,6 +279,16 @@ impl InstanceArgs {
             ..InstanceLimits::default()
         })
     }
+
+    /// How far instances are reused; unset counts follow each component's world.
+    fn reuse(&self) -> ReuseSettings {
+        let count = |flag: Option<u32>| flag.map(|count| count as usize);
+        ReuseSettings {
+            max_requests: count(self.max_instance_reuse_count),
+            max_concurrent: count(self.max_instance_concurrent_reuse_count),
+            idle_timeout: self.idle_instance_timeout,
+        }
+    }
 }
 
 impl OutboundArgs {
@@ -335,7 +361,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::config::{Cli, Command};
+    use crate::config::cli::{Cli, Command};
 
     /// `serve COMPONENT FLAGS...` as the command line gives it, checked against `env`.
     fn configure(component: &str, flags: &[&str], env: &HostEnv) -> Result<ServeConfig> {

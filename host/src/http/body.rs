@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use wasmtime_wasi_http::Error;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime_wasi_http::{Error, WasiBody};
 
 /// A body that fails once more than `limit` bytes have arrived: a client's request body
 /// (`413` for the client) or an upstream's response body (an error for the guest).
@@ -94,18 +94,26 @@ where
 /// Every response the host sends: a guest's body, watched for a guest failure, or a
 /// short body the host wrote itself.
 pub struct ResponseBody {
-    inner: HyperOutgoingBody,
+    inner: WasiBody,
     guest_failed: Option<Arc<AtomicBool>>,
+    /// The request's admission slot: a request counts against the concurrency cap until
+    /// its body has been sent or dropped.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ResponseBody {
-    /// A guest's body. If the guest fails before finishing it, the body ends in an
-    /// error, so the client sees an aborted response rather than a complete-looking
-    /// truncated one.
-    pub fn from_guest(inner: HyperOutgoingBody, guest_failed: Arc<AtomicBool>) -> Self {
+    /// A guest's body. If `guest_failed` is set when it ends (the guest's instance
+    /// failed before finishing it), it ends in an error, so the client sees an aborted
+    /// response rather than a complete-looking truncated one.
+    pub fn from_guest(
+        inner: WasiBody,
+        guest_failed: Option<Arc<AtomicBool>>,
+        slot: OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             inner,
-            guest_failed: Some(guest_failed),
+            guest_failed,
+            _slot: Some(slot),
         }
     }
 
@@ -116,6 +124,7 @@ impl ResponseBody {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
             guest_failed: None,
+            _slot: None,
         }
     }
 }
@@ -130,8 +139,8 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             // The guest's body ends cleanly both when it finished the body and when its
-            // instance died with the body open; only the guest's fate tells them apart.
-            // It is recorded before the instance is dropped, so it is current here.
+            // instance died with the body open; only the instance's fate tells them
+            // apart. It is recorded before the instance is dropped, so it is current here.
             Poll::Ready(None)
                 if self
                     .guest_failed

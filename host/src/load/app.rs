@@ -1,11 +1,13 @@
 //! What requests are served with: one component, or a Spin application's components
-//! behind its routes. Each component carries what its requests run with: its
-//! environment, its outbound rules (with a connection pool of its own, so a connection
-//! one component was allowed to open is never lent to another) and its files.
+//! behind its routes. Each component has its pool of instances, made with what its
+//! requests run with: its environment and variables, its outbound rules (with a
+//! connection pool of its own, so a connection one component was allowed to open is
+//! never lent to another), its files, and how far its instances are reused.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -13,17 +15,22 @@ use http::{HeaderName, Request, header};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::component::{self, ComponentBytes};
+use super::component::{self, ComponentBytes, LoadedProxy, World};
+use super::imports::UnimplementedImports;
 use super::registry::Resolved;
 use super::source::AppSource;
 use super::spin::files::StagedFiles;
 use super::spin::manifest::{self, AppManifest, ComponentSpec};
 use super::spin::routes::Routes;
+use super::spin::variables;
+use crate::observe::metrics::Metrics;
 use crate::sandbox::env::GuestEnv;
+use crate::sandbox::instances::{InstancePool, Instances, ReusePolicy};
+use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::outbound::{Outbound, OutboundConfig};
-use crate::sandbox::store::InstanceState;
+use crate::sandbox::store::{InstanceRecipe, InstanceState};
+use crate::sandbox::variables::Variables;
 
 /// What every component gets from the host, whatever a manifest says.
 pub struct HostPolicy {
@@ -36,6 +43,44 @@ pub struct HostPolicy {
     pub outbound: OutboundConfig,
     /// The pool a single component's requests share, across swaps.
     pub shared_outbound: Arc<Outbound>,
+    pub instance: InstanceLimits,
+    pub reuse: ReuseSettings,
+    /// Longest a request may run; an instance working on one past it is retired.
+    pub request_timeout: Duration,
+    /// A Spin application's variables set in the environment, by lower-case name.
+    pub spin_variables: BTreeMap<String, String>,
+    pub imports: UnimplementedImports,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How far instances are reused, as configured: unset counts take the component's
+/// world's defaults.
+#[derive(Debug, Clone)]
+pub struct ReuseSettings {
+    pub max_requests: Option<usize>,
+    pub max_concurrent: Option<usize>,
+    pub idle_timeout: Duration,
+}
+
+impl ReuseSettings {
+    /// The policy for a component of `world`: as `wasmtime serve` does, a WASI 0.3
+    /// instance serves up to 128 requests, 16 at once; a 0.2 one serves one (a fresh
+    /// instance per request) unless asked for more, and never two at once, since a 0.2
+    /// handler cannot be called concurrently.
+    pub fn policy(&self, world: World) -> ReusePolicy {
+        let (max_requests, max_concurrent) = match world {
+            World::Service => (
+                self.max_requests.unwrap_or(128),
+                self.max_concurrent.unwrap_or(16),
+            ),
+            World::Proxy => (self.max_requests.unwrap_or(1), 1),
+        };
+        ReusePolicy {
+            max_requests: max_requests.max(1),
+            max_concurrent: max_concurrent.max(1),
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 /// One version's code, ready to serve.
@@ -47,18 +92,12 @@ pub struct App {
     component_files: Vec<PathBuf>,
 }
 
-/// One component and what its requests run with.
+/// One component and the instances its requests run in.
 pub struct AppComponent {
     /// Its id in the manifest; the file name for a single component.
     pub id: String,
-    /// The pre-instantiated component.
-    pub proxy: ProxyPre<InstanceState>,
-    /// Its guests' environment.
-    pub env: GuestEnv,
-    /// What its guests may reach.
-    pub outbound: Arc<Outbound>,
-    /// The files its guests see, if any.
-    pub files: Option<StagedFiles>,
+    pub world: World,
+    pub pool: InstancePool,
 }
 
 /// A version read from its source, before compiling.
@@ -192,15 +231,16 @@ fn load_single(
     linker: &Linker<InstanceState>,
     policy: &HostPolicy,
 ) -> Result<LoadedApp> {
-    let loaded = component::load_proxy(engine, linker, bytes)?;
+    let loaded = component::load_proxy(engine, linker, bytes, policy.imports)?;
     let origin = loaded.bytes.origin().to_owned();
-    let component = AppComponent {
-        id: origin.clone(),
-        proxy: loaded.proxy,
+    let recipe = InstanceRecipe {
         env: policy.guest_env.clone(),
-        outbound: policy.shared_outbound.clone(),
         files: None,
+        outbound: policy.shared_outbound.clone(),
+        variables: Variables::default(),
+        limits: policy.instance.clone(),
     };
+    let component = app_component(origin.clone(), &loaded, recipe, engine, policy);
     Ok(LoadedApp {
         app: App {
             components: vec![component],
@@ -212,9 +252,40 @@ fn load_single(
     })
 }
 
+/// A component and its pool of instances made from `recipe`.
+fn app_component(
+    id: String,
+    loaded: &LoadedProxy,
+    recipe: InstanceRecipe,
+    engine: &Engine,
+    policy: &HostPolicy,
+) -> AppComponent {
+    let reuse = policy.reuse.policy(loaded.world);
+    tracing::info!(
+        "component `{id}`: {} (WASI {}), instances serve up to {} request(s), {} at once",
+        loaded.world.name(),
+        loaded.world.wasi_version(),
+        reuse.max_requests,
+        reuse.max_concurrent
+    );
+    let pool = Instances::pool(
+        engine.clone(),
+        loaded.pre(),
+        recipe,
+        reuse,
+        policy.request_timeout,
+        policy.metrics.clone(),
+    );
+    AppComponent {
+        id,
+        world: loaded.world,
+        pool,
+    }
+}
+
 impl SpinBytes {
     /// Every component of the application, each file compiled once, with its own
-    /// environment, outbound rules and files, behind the manifest's routes.
+    /// environment, variables, outbound rules and files, behind the manifest's routes.
     fn load(
         self,
         engine: &Engine,
@@ -228,20 +299,29 @@ impl SpinBytes {
             sha256,
         } = self;
         let routes = Routes::new(&manifest.routes)?;
-        let mut compiled: HashMap<PathBuf, ProxyPre<InstanceState>> = HashMap::new();
+        let values = variables::resolve(&manifest.variables, &policy.spin_variables)?;
+        let mut compiled: HashMap<PathBuf, Arc<LoadedProxy>> = HashMap::new();
         let mut components = Vec::with_capacity(read.len());
         for (spec, (bytes, files)) in manifest.components.iter().zip(read) {
-            let proxy = match compiled.get(&spec.source) {
-                Some(proxy) => proxy.clone(),
+            let loaded = match compiled.get(&spec.source) {
+                Some(loaded) => loaded.clone(),
                 None => {
-                    let loaded = component::load_proxy(engine, linker, bytes)
+                    let loaded = component::load_proxy(engine, linker, bytes, policy.imports)
                         .map_err(anyhow::Error::from)
                         .with_context(|| format!("component `{}`", spec.id))?;
-                    compiled.insert(spec.source.clone(), loaded.proxy.clone());
-                    loaded.proxy
+                    let loaded = Arc::new(loaded);
+                    compiled.insert(spec.source.clone(), loaded.clone());
+                    loaded
                 }
             };
-            components.push(spin_component(spec, proxy, files, policy));
+            let recipe = spin_recipe(spec, files, &values, policy);
+            components.push(app_component(
+                spec.id.clone(),
+                &loaded,
+                recipe,
+                engine,
+                policy,
+            ));
         }
         log_routes(&manifest, &components);
         Ok(LoadedApp {
@@ -260,25 +340,26 @@ impl SpinBytes {
     }
 }
 
-/// One component of a Spin application: the operator's environment over the
-/// manifest's, and an outbound pool of its own under its `allowed_outbound_hosts`.
-fn spin_component(
+/// What one component of a Spin application's instances get: the operator's
+/// environment over the manifest's, its variables filled in, and an outbound pool of
+/// its own under its `allowed_outbound_hosts`.
+fn spin_recipe(
     spec: &ComponentSpec,
-    proxy: ProxyPre<InstanceState>,
     files: Option<StagedFiles>,
+    values: &BTreeMap<String, String>,
     policy: &HostPolicy,
-) -> AppComponent {
+) -> InstanceRecipe {
     let outbound = OutboundConfig {
         allow: spec.allowed_outbound.clone(),
         ..policy.outbound.clone()
     };
     tracing::info!("component `{}`: outbound {outbound}", spec.id);
-    AppComponent {
-        id: spec.id.clone(),
-        proxy,
+    InstanceRecipe {
         env: policy.guest_env.over(&spec.environment),
+        files: files.map(|files| files.folder()),
         outbound: Arc::new(Outbound::new(&outbound)),
-        files,
+        variables: Variables::new(variables::render(&spec.variables, values)),
+        limits: policy.instance.clone(),
     }
 }
 
@@ -325,6 +406,11 @@ impl App {
         }
         headers.extend(spin_headers);
         Some(found.component)
+    }
+
+    /// Every component, in the manifest's order.
+    pub fn components(&self) -> &[AppComponent] {
+        &self.components
     }
 
     /// The component at `index`, as [`App::route`] returned it.

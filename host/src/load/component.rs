@@ -12,12 +12,18 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{Engine, Precompiled, Result, bail};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime_wasi_http::p2;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
+use super::imports::{UnimplementedImports, link_unimplemented};
 use crate::sandbox::store::InstanceState;
 
-/// The export that makes a component a `wasi:http/proxy` handler.
+/// The export that makes a component a `wasi:http/proxy` handler (WASI 0.2).
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler";
+
+/// The export that makes a component a `wasi:http/service` handler (WASI 0.3).
+const HANDLER: &str = "wasi:http/handler";
 
 /// File extension of components precompiled by `wasi-host compile`.
 const PRECOMPILED_EXTENSION: &str = "cwasm";
@@ -131,8 +137,19 @@ impl ComponentBytes {
     }
 }
 
+impl LoadedProxy {
+    /// Another handle on the pre-instantiated component, for one more pool.
+    pub fn pre(&self) -> ProxyPre<InstanceState> {
+        match &self.proxy {
+            ProxyPre::P2(pre) => ProxyPre::P2(pre.clone()),
+            ProxyPre::P3(pre) => ProxyPre::P3(pre.clone()),
+        }
+    }
+}
+
 /// A component compiled, linked and pre-instantiated: ready to serve.
 pub struct LoadedProxy {
+    pub world: World,
     /// The pre-instantiated component.
     pub proxy: ProxyPre<InstanceState>,
     /// The bytes it was made from.
@@ -146,6 +163,7 @@ pub fn load_proxy(
     engine: &Engine,
     linker: &Linker<InstanceState>,
     component: ComponentBytes,
+    imports: UnimplementedImports,
 ) -> Result<LoadedProxy> {
     let compiled = match &component.form {
         Form::Wasm(bytes) => compile(engine, bytes, &component.origin),
@@ -167,7 +185,8 @@ pub fn load_proxy(
                         component.origin,
                         wasm.display()
                     );
-                    return load_proxy(engine, linker, ComponentBytes::read_exactly(wasm)?);
+                    let wasm = ComponentBytes::read_exactly(wasm)?;
+                    return load_proxy(engine, linker, wasm, imports);
                 }
                 None => Err(error).with_context(|| {
                     format!(
@@ -179,8 +198,9 @@ pub fn load_proxy(
             },
         },
     }?;
-    let proxy = pre_instantiate(engine, linker, &compiled, &component.origin)?;
+    let (world, proxy) = pre_instantiate(engine, linker, &compiled, &component.origin, imports)?;
     Ok(LoadedProxy {
+        world,
         proxy,
         bytes: component,
     })
@@ -206,7 +226,9 @@ pub fn precompile(
         bail!("`{}` is already precompiled", input.display());
     };
     let compiled = compile(engine, bytes, &component.origin)?;
-    pre_instantiate(engine, linker, &compiled, &component.origin)?;
+    // What `serve` checks by default: imports the host does not implement are stubs.
+    let stub = UnimplementedImports::Stub;
+    pre_instantiate(engine, linker, &compiled, &component.origin, stub)?;
     let bytes = compiled
         .serialize()
         .with_context(|| format!("cannot serialize `{}`", input.display()))?;
@@ -224,37 +246,86 @@ pub fn default_precompiled_path(input: &Path) -> PathBuf {
     input.with_extension(PRECOMPILED_EXTENSION)
 }
 
+/// The WASI HTTP world a component was built for, as its exports tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `wasi:http/proxy`: it exports `wasi:http/incoming-handler@0.2.x`.
+    Proxy,
+    /// `wasi:http/service`: it exports `wasi:http/handler@0.3.x`.
+    Service,
+}
+
+impl World {
+    /// The world's name, with the WASI version.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Proxy => "wasi:http/proxy@0.2",
+            World::Service => "wasi:http/service@0.3",
+        }
+    }
+
+    /// The WASI version alone, as metrics label it.
+    pub fn wasi_version(self) -> &'static str {
+        match self {
+            World::Proxy => "0.2",
+            World::Service => "0.3",
+        }
+    }
+
+    /// Which world exports `names`, if either.
+    fn of_exports<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<Self> {
+        names.find_map(|name| {
+            let version = |interface: &str| name.strip_prefix(interface)?.strip_prefix('@');
+            if version(HANDLER).is_some_and(|v| v.starts_with("0.3.")) {
+                Some(World::Service)
+            } else if name == INCOMING_HANDLER
+                || version(INCOMING_HANDLER).is_some_and(|v| v.starts_with("0.2."))
+            {
+                Some(World::Proxy)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Checks that `component` serves HTTP in either world, links what it imports (as
+/// `imports` says for what the host does not implement) and pre-instantiates it.
 fn pre_instantiate(
     engine: &Engine,
     linker: &Linker<InstanceState>,
     component: &Component,
     origin: &str,
-) -> Result<ProxyPre<InstanceState>> {
-    if !exports_incoming_handler(engine, component) {
+    imports: UnimplementedImports,
+) -> Result<(World, ProxyPre<InstanceState>)> {
+    let component_type = component.component_type();
+    let exports = component_type.exports(engine).map(|(name, _)| name);
+    let Some(world) = World::of_exports(exports) else {
         let exports = export_names(engine, component);
         bail!(
-            "`{origin}` is not a wasi:http/proxy component: it does not export \
-             {INCOMING_HANDLER} (it exports: {exports})"
+            "`{origin}` is not a wasi:http/proxy component, nor a wasi:http/service one: it \
+             exports neither {INCOMING_HANDLER}@0.2 nor {HANDLER}@0.3 (it exports: {exports})"
         );
-    }
-    let spin_only: Vec<String> = component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
-        .filter(|name| is_spin_only(name))
-        .collect();
-    if !spin_only.is_empty() {
-        bail!(
-            "`{origin}` imports {}: Spin's own interfaces, which only Spin provides; \
-             this host runs components that use WASI alone",
-            spin_only.join(", ")
+    };
+    let mut linker = linker.clone();
+    let stubbed = link_unimplemented(&mut linker, engine, component, origin, imports)
+        .map_err(wasmtime::Error::from_anyhow)?;
+    if !stubbed.is_empty() {
+        tracing::info!(
+            "`{origin}` imports what this host does not implement; a call to one fails: {}",
+            stubbed.join(", ")
         );
     }
     let instance_pre = linker
         .instantiate_pre(component)
         .with_context(|| format!("`{origin}` imports something this host does not provide"))?;
-    ProxyPre::new(instance_pre)
-        .with_context(|| format!("`{origin}` does not match the wasi:http/proxy world"))
+    let pre = match world {
+        World::Service => ServicePre::new(instance_pre).map(ProxyPre::P3),
+        World::Proxy => p2::bindings::ProxyPre::new(instance_pre).map(ProxyPre::P2),
+    };
+    let pre =
+        pre.with_context(|| format!("`{origin}` does not match the {} world", world.name()))?;
+    Ok((world, pre))
 }
 
 /// The first bytes of an ELF object, the container of precompiled artifacts.
@@ -317,25 +388,6 @@ fn compile(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Component> {
     Component::new(engine, bytes).with_context(|| format!("cannot compile `{origin}`"))
 }
 
-fn exports_incoming_handler(engine: &Engine, component: &Component) -> bool {
-    component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| is_incoming_handler(name))
-}
-
-fn is_incoming_handler(export: &str) -> bool {
-    export
-        .strip_prefix(INCOMING_HANDLER)
-        .is_some_and(|version| version.is_empty() || version.starts_with("@0.2."))
-}
-
-/// Whether an import is one of Spin's own interfaces (key-value, SQLite, variables,
-/// Redis, …), named `fermyon:spin/…` or `spin:…`.
-fn is_spin_only(import: &str) -> bool {
-    import.starts_with("fermyon:spin/") || import.starts_with("spin:")
-}
-
 fn export_names(engine: &Engine, component: &Component) -> String {
     let names: Vec<String> = component
         .component_type()
@@ -354,10 +406,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn incoming_handler_of_any_wasi_0_2_minor_is_accepted() {
-        assert!(is_incoming_handler("wasi:http/incoming-handler@0.2.0"));
-        assert!(is_incoming_handler("wasi:http/incoming-handler@0.2.12"));
-        assert!(!is_incoming_handler("wasi:http/incoming-handler@0.3.0"));
-        assert!(!is_incoming_handler("wasi:cli/run@0.2.0"));
+    fn the_world_is_told_by_the_handler_exported() {
+        let world = |exports: &[&str]| World::of_exports(exports.iter().copied());
+        assert_eq!(
+            world(&["wasi:http/incoming-handler@0.2.0"]),
+            Some(World::Proxy)
+        );
+        assert_eq!(
+            world(&["wasi:http/incoming-handler@0.2.12"]),
+            Some(World::Proxy)
+        );
+        assert_eq!(world(&["wasi:http/incoming-handler"]), Some(World::Proxy));
+        assert_eq!(
+            world(&["exports", "wasi:http/handler@0.3.0"]),
+            Some(World::Service)
+        );
+        assert_eq!(world(&["wasi:http/handler@0.3.2"]), Some(World::Service));
+        for neither in [
+            "wasi:http/incoming-handler@0.3.0",
+            "wasi:http/handler@0.3.0-rc-2026-03-15",
+            "wasi:http/handler@0.2.0",
+            "wasi:cli/run@0.2.0",
+        ] {
+            assert_eq!(world(&[neither]), None, "{neither}");
+        }
     }
 }

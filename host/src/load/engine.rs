@@ -12,6 +12,7 @@ use wasmtime::{
 
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::store::InstanceState;
+use crate::sandbox::variables;
 
 /// Bytes of linear memory the pool as a whole keeps mapped in recycled slots, where the
 /// kernel can tell which pages a guest wrote (`PAGEMAP_SCAN`, Linux 6.7+): only those
@@ -71,6 +72,8 @@ const X86_64_BASELINE: &[&str] = &[
 fn code_config() -> Result<Config> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components: async functions, streams and futures.
+    config.wasm_component_model_async(true);
     // Deadlines interrupt guests through the epoch counter: one shared ticker thread,
     // not a timer per request.
     config.epoch_interruption(true);
@@ -134,13 +137,16 @@ fn memory_keep_resident(slots: u32) -> usize {
     }
 }
 
-/// Adds every interface the host offers: all of WASI 0.2 (toolchain-built guests import
-/// `wasi:cli/*` besides the proxy world) and `wasi:http`. Files and sockets are linked
-/// but the per-request context grants none.
+/// Adds every interface the host offers: all of WASI 0.2 and 0.3 (toolchain-built guests
+/// import `wasi:cli/*` besides the HTTP world), `wasi:http` of both, and the variables of
+/// Spin's SDKs. Files and sockets are linked but an instance's context grants none.
 pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("failed to link WASI")?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("failed to link WASI 0.2")?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .context("failed to link wasi:http")?;
+        .context("failed to link wasi:http 0.2")?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker).context("failed to link WASI 0.3")?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker).context("failed to link wasi:http 0.3")?;
+    variables::add_to_linker(&mut linker).context("failed to link Spin's variables")?;
     Ok(linker)
 }

@@ -1,11 +1,14 @@
 //! Several processes' metrics as one: `--workers` serves the sum of every worker's
 //! exposition at the primary's metrics address.
 
+/// Families that describe the version served, the same in every process while they
+/// agree: their merged value is the highest, not the sum.
+const SAME_IN_EVERY_PROCESS: [&str; 2] = ["wasi_host_component_generation", "wasi_host_components"];
+
 /// Sums several processes' expositions of the same metrics, series by series (a series
-/// only some processes have counts as zero in the others). The component generation,
-/// the same in every process while they agree, is the highest instead.
+/// only some processes have counts as zero in the others), but for the families of
+/// [`SAME_IN_EVERY_PROCESS`].
 pub fn merge(texts: &[String]) -> String {
-    const GENERATION: &str = "wasi_host_component_generation";
     // Families in order of first appearance.
     let mut families: Vec<FamilyText> = Vec::new();
     for text in texts {
@@ -38,9 +41,10 @@ pub fn merge(texts: &[String]) -> String {
                 continue;
             };
             let value = SampleValue::parse(value);
+            let same = SAME_IN_EVERY_PROCESS.contains(&families[index].name);
             let samples = &mut families[index].samples;
             match samples.iter_mut().find(|(known, _)| *known == series) {
-                Some((_, total)) if series == GENERATION => *total = total.max(value),
+                Some((_, total)) if same => *total = total.max(value),
                 Some((_, total)) => *total = total.add(value),
                 None => samples.push((series, value)),
             }

@@ -94,6 +94,14 @@ struct KindLabel {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WasiLabel {
+    wasi: &'static str,
+}
+
+/// The WASI versions a component may be built for, as the `wasi` label names them.
+pub const WASI_VERSIONS: [&str; 2] = ["0.2", "0.3"];
+
 /// The host's metrics and the registry that exposes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -105,6 +113,8 @@ pub struct Metrics {
     admission_rejections: Family<ReasonLabel, Counter>,
     guest_failures: Family<KindLabel, Counter>,
     component_generation: Gauge,
+    components: Family<WasiLabel, Gauge>,
+    instances: Gauge,
 }
 
 impl Default for Metrics {
@@ -135,7 +145,7 @@ impl Metrics {
             ),
             instantiation_duration: register.seconds(
                 "instantiation_duration",
-                "Time to instantiate the component for one request",
+                "Time to make one guest instance",
                 Histogram::new(INSTANTIATION_BUCKETS),
             ),
             admission_rejections: register.counter_family(
@@ -147,6 +157,16 @@ impl Metrics {
             component_generation: register.metric(
                 "component_generation",
                 "Generation of the component being served: 1 at startup, one more per swap",
+                Gauge::default(),
+            ),
+            components: register.metric(
+                "components",
+                "Components of the version being served, by the WASI version they were built for",
+                Family::default(),
+            ),
+            instances: register.metric(
+                "instances",
+                "Guest instances alive, serving requests or idle before reuse",
                 Gauge::default(),
             ),
             registry,
@@ -172,6 +192,9 @@ impl Metrics {
                 kind: failure.label(),
             });
         }
+        for wasi in WASI_VERSIONS {
+            self.components.get_or_create_owned(&WasiLabel { wasi });
+        }
     }
 
     /// A request arrived; [`Metrics::request_left`] must follow.
@@ -195,7 +218,7 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// Instantiating the component for a request took `duration`.
+    /// Instantiating the component took `duration`.
     pub fn instantiated(&self, duration: Duration) {
         self.instantiation_duration.observe(duration.as_secs_f64());
     }
@@ -218,6 +241,26 @@ impl Metrics {
     pub fn set_component_generation(&self, generation: u64) {
         self.component_generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    /// The version now served has `count` components built for each WASI version, as
+    /// `(version, count)` with the versions of [`WASI_VERSIONS`].
+    pub fn set_components(&self, counts: &[(&'static str, usize)]) {
+        for &(wasi, count) in counts {
+            self.components
+                .get_or_create(&WasiLabel { wasi })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// An instance was made.
+    pub fn instance_started(&self) {
+        self.instances.inc();
+    }
+
+    /// An instance was dropped.
+    pub fn instance_stopped(&self) {
+        self.instances.dec();
     }
 
     /// Every metric in the OpenMetrics text format, which Prometheus scrapes.

@@ -2,7 +2,6 @@
 //! sends instead.
 
 use http::{HeaderValue, Response, StatusCode, Version, header};
-use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 
 use crate::http::body::ResponseBody;
 use crate::http::response::plain_response;
@@ -23,10 +22,12 @@ pub enum Failure {
     BodyTooLarge,
     /// No slot came free.
     Overloaded(Rejection),
+    /// Every instance the pool can hold is in use.
+    NoInstance,
     /// The guest trapped, or returned without setting a response.
     Guest,
     /// The guest answered with a wasi:http error code instead of a response.
-    GuestErrorCode(ErrorCode),
+    GuestErrorCode(String),
     /// The guest was still running at the request deadline.
     DeadlineExceeded,
 }
@@ -46,9 +47,13 @@ impl Failure {
                 tracing::warn!(request_id, ?rejection, "request turned away: server busy");
                 return overloaded();
             }
+            Failure::NoInstance => {
+                tracing::warn!(request_id, "request turned away: no instance free");
+                return overloaded();
+            }
             Failure::Guest => (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed"),
             Failure::GuestErrorCode(code) => {
-                tracing::warn!(request_id, "guest answered with an error: {code:?}");
+                tracing::warn!(request_id, "guest answered with an error: {code}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
             }
             Failure::DeadlineExceeded => (

@@ -1,6 +1,6 @@
-//! One request, start to finish: admission, a fresh store and instance, the call into
-//! the guest's `wasi:http/incoming-handler`, and the mapping of every way that can fail
-//! onto a status code. Nothing a guest or a client does here can take the host down.
+//! One request, start to finish: admission, the route, the call through its component's
+//! pool of instances, and the mapping of every way that can fail onto a status code.
+//! Nothing a guest or a client does here can take the host down.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,16 +8,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, header};
+use http_body_util::BodyExt;
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::Span;
 
 use super::admission::{Admission, Slot};
 use super::failure::Failure;
-use super::guest_call::{GuestRun, hand_over, store_for, why_unanswered};
+use super::guest_call::failure_of;
 use crate::http::body::{LimitedBody, ResponseBody};
 use crate::http::response::declared_length;
 use crate::observe::metrics::{GuestFailure, Metrics};
-use crate::sandbox::limits::InstanceLimits;
+use crate::sandbox::instances::Ticket;
+use crate::sandbox::occupancy::Visitor;
 use crate::swap::active::ActiveComponent;
 
 /// What the handler needs besides the component.
@@ -26,9 +28,7 @@ pub struct HandlerSettings {
     pub request_timeout: Duration,
     /// Largest request body, in bytes.
     pub max_body_size: u64,
-    /// What one instance may use.
-    pub instance: InstanceLimits,
-    /// Where instantiation times, rejections and guest failures are counted.
+    /// Where rejections and guest failures are counted.
     pub metrics: Arc<Metrics>,
 }
 
@@ -56,7 +56,7 @@ impl Handler {
         }
     }
 
-    /// Runs `request` through a fresh guest instance and returns its response, or the
+    /// Runs `request` in an instance of its component and returns its response, or the
     /// host's own error response when the guest fails.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
     where
@@ -105,44 +105,37 @@ impl Handler {
         // Taken once: a swap during this request does not change the code it runs.
         let version = self.active.current();
         let index = version.app.route(&mut request).ok_or(Failure::NoRoute)?;
-        let limits = &self.settings.instance;
-        let mut store = store_for(&version, index, request_id, limits, deadline)?;
         let body_too_large = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
             LimitedBody::request(body, self.settings.max_body_size, body_too_large.clone())
+                .boxed_unsync()
         });
-        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
-        let (incoming, outparam) = hand_over(&mut store, request, answer_tx, request_id)?;
-        let metrics = &self.settings.metrics;
-        let failed = Arc::new(AtomicBool::new(false));
-        let run = GuestRun {
-            version,
-            index,
-            store,
-            slot,
-            deadline,
+        let ticket = Ticket::new(Visitor {
             request_id,
-            metrics: metrics.clone(),
-            failed: failed.clone(),
-        };
-        // In its own task, so the guest can keep streaming the body after the response
-        // head has gone out; in the request's span, so its output joins the trace.
-        let guest = tokio::spawn(run.call(incoming, outparam).in_current_span());
-        let failure = match answer_rx.await {
-            Ok(Ok(response)) => {
-                return Ok(response.map(|body| ResponseBody::from_guest(body, failed)));
-            }
-            Ok(Err(code)) => {
-                metrics.guest_failed(GuestFailure::ErrorCode);
-                Failure::GuestErrorCode(code)
-            }
-            Err(_) => why_unanswered(guest.await, request_id, metrics),
-        };
+            deadline,
+            span: Span::current(),
+        });
+        let pool = &version.app.component(index).pool;
+        let metrics = &self.settings.metrics;
+        // The pool stops a guest at the deadline; this stops the wait for one whose
+        // instance cannot be reached, for whatever reason.
+        let error =
+            match tokio::time::timeout_at(deadline, pool.handle(ticket.clone(), request)).await {
+                Ok(Ok(response)) => {
+                    let failed = ticket.instance_failed();
+                    return Ok(response.map(|body| ResponseBody::from_guest(body, failed, slot)));
+                }
+                Ok(Err(error)) => error,
+                Err(_elapsed) => {
+                    metrics.guest_failed(GuestFailure::Timeout);
+                    return Err(Failure::DeadlineExceeded);
+                }
+            };
         // A guest that failed because its body was cut off at the limit failed because
         // of the request, not because of itself.
         if body_too_large.load(Ordering::Acquire) {
             return Err(Failure::BodyTooLarge);
         }
-        Err(failure)
+        Err(failure_of(error, &ticket, metrics))
     }
 }

@@ -1,11 +1,10 @@
-//! How a guest is stopped: one thread advances the engine's epoch every tick, and each
-//! store's epoch callback makes a running guest yield to other requests, or interrupts
-//! it once its request's deadline has passed.
+//! How a busy guest shares its thread: one thread advances the engine's epoch every
+//! tick, and each store's epoch callback makes a guest that computes for long yield to
+//! other requests.
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-use wasmtime::{Engine, EngineWeak, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, EngineWeak, Store, UpdateDeadline};
 
 /// How often the engine's epoch advances. Past its first slice, a running guest yields
 /// to other requests at every tick and notices its deadline within one tick.
@@ -33,20 +32,11 @@ pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
         .map(drop)
 }
 
-/// Arms `store`'s epoch callback: after its first slice, a running guest yields to the
-/// other requests on its thread at every tick; past `deadline`, it is interrupted.
-pub fn arm<T>(store: &mut Store<T>, deadline: Instant) {
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Yield(1)
-        })
-    });
+/// Makes a guest of `store` that computes past its first slice yield to the other
+/// work on its thread at every tick. It is never interrupted here: a guest past its
+/// deadline is stopped by retiring its instance (see [`super::instances`]), which the
+/// yields give the chance to happen.
+pub fn yield_when_busy<T>(store: &mut Store<T>) {
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     store.set_epoch_deadline(FIRST_SLICE_TICKS);
-}
-
-/// Whether `error` is the trap [`arm`]'s callback raises at the deadline.
-pub fn is_interrupt(error: &wasmtime::Error) -> bool {
-    error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
 }

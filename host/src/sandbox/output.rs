@@ -1,16 +1,23 @@
 //! Guest stdout and stderr, turned into log lines of the host.
 //!
-//! A guest's output is split into lines and each line becomes one log event tagged with
-//! the request it came from, so interleaved requests never mix their output and a guest
-//! cannot forge host log lines by printing them.
+//! A guest's output is cut into lines and each line becomes one log event, tagged with
+//! its instance and, when the instance serves one request, with that request (joining
+//! its trace), so interleaved requests never mix their output and a guest cannot forge
+//! host log lines by printing them. A line written in pieces (a `print!` per piece, a
+//! flush per write, a new stream per write) is joined: each stream of an instance keeps
+//! one buffer, and a last line without its newline is logged when the instance ends.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use tracing::Span;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::occupancy::Occupancy;
 
 /// Longest line kept whole; a longer one is logged in pieces of this size, so a guest
 /// that prints without newlines cannot grow the host's memory.
@@ -22,9 +29,7 @@ const WRITE_BUDGET: usize = 64 * 1024;
 /// Which of the guest's two output streams a [`GuestOutput`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
-    /// The guest's standard output.
     Stdout,
-    /// The guest's standard error.
     Stderr,
 }
 
@@ -37,24 +42,98 @@ impl Stream {
     }
 }
 
-/// The stdout or stderr given to one request's guest.
+/// The stdout or stderr of one instance. Every stream the guest opens on it writes to
+/// the same line buffer.
 #[derive(Debug, Clone)]
-pub struct GuestOutput {
+pub struct GuestOutput(Arc<Mutex<LineLog>>);
+
+/// One stream's unfinished line, and where its lines go.
+#[derive(Debug)]
+struct LineLog {
     stream: Stream,
-    request_id: u64,
+    occupancy: Arc<Occupancy>,
+    pending: LineBuffer,
 }
 
 impl GuestOutput {
-    /// Output of `stream` for request `request_id`.
-    pub fn new(stream: Stream, request_id: u64) -> Self {
-        Self { stream, request_id }
+    /// `stream` of the instance whose requests `occupancy` tracks.
+    pub fn new(stream: Stream, occupancy: Arc<Occupancy>) -> Self {
+        Self(Arc::new(Mutex::new(LineLog {
+            stream,
+            occupancy,
+            pending: LineBuffer::default(),
+        })))
     }
 
-    fn writer(&self) -> LineWriter {
-        LineWriter {
-            output: self.clone(),
-            pending: Vec::new(),
+    fn append(&self, bytes: &[u8]) {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let LineLog {
+            stream,
+            occupancy,
+            pending,
+        } = &mut *log;
+        pending.push(bytes, |line| emit(*stream, occupancy, line));
+    }
+}
+
+impl Drop for LineLog {
+    fn drop(&mut self) {
+        let (stream, occupancy) = (self.stream, &self.occupancy);
+        self.pending.finish(|line| emit(stream, occupancy, line));
+    }
+}
+
+/// Logs one line of `stream`'s output.
+fn emit(stream: Stream, occupancy: &Occupancy, line: &str) {
+    let visitor = occupancy.sole();
+    let request_id = visitor.as_ref().map(|visitor| visitor.request_id);
+    let span = visitor.map_or_else(Span::none, |visitor| visitor.span);
+    let instance_id = occupancy.instance_id();
+    let name = stream.name();
+    match stream {
+        Stream::Stdout => {
+            tracing::info!(target: "guest", parent: &span, request_id, instance_id, stream = name, "{line}")
         }
+        Stream::Stderr => {
+            tracing::warn!(target: "guest", parent: &span, request_id, instance_id, stream = name, "{line}")
+        }
+    }
+}
+
+/// Bytes cut into lines: complete ones are handed out as they arrive, at most
+/// [`MAX_LINE`] bytes each.
+#[derive(Debug, Default)]
+struct LineBuffer(Vec<u8>);
+
+impl LineBuffer {
+    fn push(&mut self, mut bytes: &[u8], mut line: impl FnMut(&str)) {
+        while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+            self.0.extend_from_slice(&bytes[..newline]);
+            self.take(&mut line);
+            bytes = &bytes[newline + 1..];
+        }
+        self.0.extend_from_slice(bytes);
+        while self.0.len() >= MAX_LINE {
+            let rest = self.0.split_off(MAX_LINE);
+            self.take(&mut line);
+            self.0 = rest;
+        }
+    }
+
+    /// Hands out what is left, a line without its newline.
+    fn finish(&mut self, mut line: impl FnMut(&str)) {
+        if !self.0.is_empty() {
+            self.take(&mut line);
+        }
+    }
+
+    fn take(&mut self, line: &mut impl FnMut(&str)) {
+        let text = String::from_utf8_lossy(&self.0);
+        line(text.strip_suffix('\r').unwrap_or(&text));
+        self.0.clear();
     }
 }
 
@@ -66,69 +145,24 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.writer())
+        Box::new(self.clone())
     }
 
     // Writing is synchronous, so the stream is used directly instead of through the
     // default adapter, which would spawn a task per stream.
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.writer())
-    }
-}
-
-/// Collects bytes and logs each complete line.
-struct LineWriter {
-    output: GuestOutput,
-    pending: Vec<u8>,
-}
-
-impl LineWriter {
-    fn push(&mut self, mut bytes: &[u8]) {
-        while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
-            self.pending.extend_from_slice(&bytes[..newline]);
-            self.emit();
-            bytes = &bytes[newline + 1..];
-        }
-        self.pending.extend_from_slice(bytes);
-        while self.pending.len() >= MAX_LINE {
-            let rest = self.pending.split_off(MAX_LINE);
-            self.emit();
-            self.pending = rest;
-        }
-    }
-
-    fn emit(&mut self) {
-        let line = String::from_utf8_lossy(&self.pending);
-        let line = line.strip_suffix('\r').unwrap_or(&line);
-        let GuestOutput { stream, request_id } = self.output;
-        match stream {
-            Stream::Stdout => {
-                tracing::info!(target: "guest", request_id, stream = stream.name(), "{line}")
-            }
-            Stream::Stderr => {
-                tracing::warn!(target: "guest", request_id, stream = stream.name(), "{line}")
-            }
-        }
-        self.pending.clear();
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            self.emit();
-        }
+        Box::new(self.clone())
     }
 }
 
 #[wasmtime_wasi::async_trait]
-impl Pollable for LineWriter {
+impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-impl OutputStream for LineWriter {
+impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.push(&bytes);
+        self.append(&bytes);
         Ok(())
     }
 
@@ -141,13 +175,13 @@ impl OutputStream for LineWriter {
     }
 }
 
-impl tokio::io::AsyncWrite for LineWriter {
+impl tokio::io::AsyncWrite for GuestOutput {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().push(buf);
+        self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -164,19 +198,37 @@ impl tokio::io::AsyncWrite for LineWriter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn long_output_without_newlines_is_bounded() {
-        let mut writer = GuestOutput::new(Stream::Stdout, 1).writer();
-        writer.push(&vec![b'x'; MAX_LINE * 3 + 5]);
-        assert_eq!(writer.pending.len(), 5);
+    /// What `buffer` hands out for `writes`, then for the end.
+    fn lines(writes: &[&[u8]]) -> Vec<String> {
+        let mut buffer = LineBuffer::default();
+        let mut out = Vec::new();
+        for bytes in writes {
+            buffer.push(bytes, |line| out.push(line.to_owned()));
+        }
+        buffer.finish(|line| out.push(line.to_owned()));
+        out
     }
 
     #[test]
-    fn lines_are_split_on_newlines() {
-        let mut writer = GuestOutput::new(Stream::Stderr, 1).writer();
-        writer.push(b"one\ntwo\nthr");
-        assert_eq!(writer.pending, b"thr");
-        writer.push(b"ee\n");
-        assert!(writer.pending.is_empty());
+    fn a_line_written_in_pieces_is_one_line() {
+        assert_eq!(
+            lines(&[b"start a print ", b"1", b"2", b"3", b"4\n"]),
+            ["start a print 1234"]
+        );
+    }
+
+    #[test]
+    fn lines_are_split_on_newlines_and_the_last_is_kept_for_the_end() {
+        assert_eq!(
+            lines(&[b"one\r\ntwo\nthr", b"ee\nno newline"]),
+            ["one", "two", "three", "no newline"]
+        );
+    }
+
+    #[test]
+    fn long_output_without_newlines_is_cut_at_the_cap() {
+        let out = lines(&[&vec![b'x'; MAX_LINE * 3 + 5]]);
+        let sizes: Vec<usize> = out.iter().map(String::len).collect();
+        assert_eq!(sizes, [MAX_LINE, MAX_LINE, MAX_LINE, 5]);
     }
 }

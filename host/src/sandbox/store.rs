@@ -1,12 +1,11 @@
 //! What one instance's `Store` holds: its WASI context, its wasi:http context and the
-//! resource table both share, under the instance limits and the request's deadline. A
-//! new one is built for every request and dropped with it, so no state leaks from one
-//! request to the next.
+//! resource table both share, its variables, and its limits. A new one is built for
+//! every instance and dropped with it; an instance serves one request, or several when
+//! it is reused (see [`super::instances`]).
 
-use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -15,8 +14,22 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::deadline;
 use super::env::GuestEnv;
 use super::limits::InstanceLimits;
-use super::outbound::OutboundHooks;
+use super::occupancy::Occupancy;
+use super::outbound::{Outbound, OutboundHooks};
 use super::output::{GuestOutput, Stream};
+use super::variables::Variables;
+
+/// What every instance of one component is made with.
+#[derive(Clone)]
+pub struct InstanceRecipe {
+    pub env: GuestEnv,
+    /// The folder the guest sees read-only at `/`; each instance keeps it alive.
+    pub files: Option<Arc<tempfile::TempDir>>,
+    /// The component's egress policy and connection pool.
+    pub outbound: Arc<Outbound>,
+    pub variables: Variables,
+    pub limits: InstanceLimits,
+}
 
 /// The data of one instance's `Store`.
 pub struct InstanceState {
@@ -25,49 +38,52 @@ pub struct InstanceState {
     table: ResourceTable,
     limits: StoreLimits,
     outbound: OutboundHooks,
+    variables: Variables,
+    _files: Option<Arc<tempfile::TempDir>>,
 }
 
 impl InstanceState {
-    /// A fresh state for request `request_id`: `env` as its environment, no arguments,
-    /// no sockets, and no files but `files`, read-only at `/`, if given; stdout and
-    /// stderr go to the host's log, tagged with the request; outgoing HTTP requests go
-    /// through `outbound`, the egress policy of the component.
-    pub fn new(
-        request_id: u64,
-        limits: &InstanceLimits,
-        env: &GuestEnv,
-        files: Option<&Path>,
-        outbound: OutboundHooks,
-    ) -> Result<Self> {
+    /// A fresh state from `recipe`: its environment, no arguments, no sockets, no files
+    /// but the recipe's; stdout and stderr go to the host's log, tagged with the
+    /// requests `occupancy` says the instance serves; outgoing HTTP requests go through
+    /// the component's egress policy.
+    pub fn new(recipe: &InstanceRecipe, occupancy: &Arc<Occupancy>) -> Result<Self> {
         let mut wasi = WasiCtx::builder();
-        wasi.envs(env.vars())
-            .stdout(GuestOutput::new(Stream::Stdout, request_id))
-            .stderr(GuestOutput::new(Stream::Stderr, request_id));
-        if let Some(files) = files {
-            wasi.preopened_dir(files, "/", FsPerms::ReadOnly)
+        wasi.envs(recipe.env.vars())
+            .stdout(GuestOutput::new(Stream::Stdout, occupancy.clone()))
+            .stderr(GuestOutput::new(Stream::Stderr, occupancy.clone()));
+        if let Some(files) = &recipe.files {
+            let path = files.path();
+            wasi.preopened_dir(path, "/", FsPerms::ReadOnly)
                 .map_err(anyhow::Error::from)
                 .with_context(|| {
-                    format!("cannot open the component's files in `{}`", files.display())
+                    format!("cannot open the component's files in `{}`", path.display())
                 })?;
         }
         let mut table = ResourceTable::new();
-        table.set_max_capacity(limits.max_resources);
+        table.set_max_capacity(recipe.limits.max_resources);
         Ok(Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
-            limits: limits.store_limits(),
-            outbound,
+            limits: recipe.limits.store_limits(),
+            outbound: recipe.outbound.hooks(occupancy.clone()),
+            variables: recipe.variables.clone(),
+            _files: recipe.files.clone(),
         })
+    }
+
+    pub fn variables(&self) -> &Variables {
+        &self.variables
     }
 }
 
 /// A store on `engine` holding `state`, its limiter enforcing the instance limits, its
-/// guest interrupted at `deadline`.
-pub fn new_store(engine: &Engine, state: InstanceState, deadline: Instant) -> Store<InstanceState> {
+/// guest yielding when it computes for long.
+pub fn new_store(engine: &Engine, state: InstanceState) -> Store<InstanceState> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
-    deadline::arm(&mut store, deadline);
+    deadline::yield_when_busy(&mut store);
     store
 }
 

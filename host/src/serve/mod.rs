@@ -80,6 +80,12 @@ async fn load(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Arc<Active
         guest_env: config.guest_env.clone(),
         outbound: config.outbound.clone(),
         shared_outbound: Arc::new(Outbound::new(&config.outbound)),
+        instance: config.instance.clone(),
+        reuse: config.reuse.clone(),
+        request_timeout: config.request_timeout,
+        spin_variables: config.spin_variables.clone(),
+        imports: config.imports,
+        metrics: metrics.clone(),
     };
     let active = ActiveComponent::load(
         engine.clone(),
@@ -106,7 +112,6 @@ fn request_service(
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
-        instance: config.instance.clone(),
         metrics: metrics.clone(),
     };
     let handler = Handler::new(active.clone(), settings, admission.clone());

@@ -25,7 +25,7 @@ use crate::load::app::{App, AppBytes, HostPolicy, LoadedApp, VersionDigest};
 use crate::load::component::ComponentBytes;
 use crate::load::registry::{ComponentReference, LazyRegistry};
 use crate::load::source::AppSource;
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::{Metrics, WASI_VERSIONS};
 use crate::sandbox::store::InstanceState;
 
 /// One published version of the code.
@@ -158,7 +158,7 @@ impl ActiveComponent {
         });
         tracing::info!("serving generation 1: `{}`", version.origin);
         hash_in_background(version.clone(), loaded.digest)?;
-        metrics.set_component_generation(version.generation);
+        show(&metrics, &version);
         Ok(Self {
             current: ArcSwap::new(version),
             engine,
@@ -317,7 +317,7 @@ impl ActiveComponent {
             activated_at: SystemTime::now(),
         });
         self.current.store(version.clone());
-        self.metrics.set_component_generation(version.generation);
+        show(&self.metrics, &version);
         tracing::info!(
             ?trigger,
             previous_generation = old.generation,
@@ -328,6 +328,19 @@ impl ActiveComponent {
         );
         Ok(version)
     }
+}
+
+/// Shows `version` in `metrics`: its generation and its components' WASI versions.
+fn show(metrics: &Metrics, version: &Version) {
+    metrics.set_component_generation(version.generation);
+    let components = version.app.components();
+    let count = |wasi| {
+        components
+            .iter()
+            .filter(|component| component.world.wasi_version() == wasi)
+            .count()
+    };
+    metrics.set_components(&WASI_VERSIONS.map(|wasi| (wasi, count(wasi))));
 }
 
 /// Computes the first version's digest on a thread of its own, so that hashing a large

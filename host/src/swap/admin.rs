@@ -36,6 +36,15 @@ struct VersionView<'a> {
     sha256: Option<&'a str>,
     origin: &'a str,
     activated_at: String,
+    components: Vec<ComponentView<'a>>,
+}
+
+/// One component of the active version.
+#[derive(Serialize)]
+struct ComponentView<'a> {
+    id: &'a str,
+    /// The WASI HTTP world it was built for (`wasi:http/proxy@0.2`, `wasi:http/service@0.3`).
+    world: &'static str,
 }
 
 /// The body of a `PUT /component` that names a registry reference.
@@ -163,6 +172,15 @@ fn version_response(status: StatusCode, version: &Version) -> Response<ResponseB
         sha256: version.sha256.get().map(String::as_str),
         origin: &version.origin,
         activated_at: humantime::format_rfc3339_millis(version.activated_at).to_string(),
+        components: version
+            .app
+            .components()
+            .iter()
+            .map(|component| ComponentView {
+                id: &component.id,
+                world: component.world.name(),
+            })
+            .collect(),
     };
     json_response(status, &view)
 }

@@ -4,6 +4,7 @@
 //! originals afterwards, and nothing outside what the manifest names.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use sha2::{Digest, Sha256};
@@ -14,7 +15,8 @@ use super::manifest::{ComponentSpec, FileSpec};
 /// version is done with it.
 #[derive(Debug)]
 pub struct StagedFiles {
-    folder: tempfile::TempDir,
+    /// Shared with the instances that see it, which keep it as long as they live.
+    folder: Arc<tempfile::TempDir>,
     sha256: String,
 }
 
@@ -65,14 +67,14 @@ impl StagedFiles {
             hasher.update(Sha256::digest(&bytes));
         }
         Ok(Self {
-            folder,
+            folder: Arc::new(folder),
             sha256: format!("{:x}", hasher.finalize()),
         })
     }
 
     /// The folder the guest sees as `/`.
-    pub fn path(&self) -> &Path {
-        self.folder.path()
+    pub fn folder(&self) -> Arc<tempfile::TempDir> {
+        self.folder.clone()
     }
 
     /// A digest of the paths and contents, to tell whether anything changed.
@@ -162,6 +164,7 @@ mod tests {
             source: "c.wasm".into(),
             allowed_outbound: Vec::new(),
             environment: Vec::new(),
+            variables: Default::default(),
             files,
             exclude_files: exclude_files.iter().map(|p| p.to_string()).collect(),
         }
@@ -190,7 +193,7 @@ mod tests {
             &["static/secret.txt"],
         );
         let staged = StagedFiles::stage(&spec, app.path()).unwrap().unwrap();
-        let read = |path: &str| std::fs::read_to_string(staged.path().join(path)).ok();
+        let read = |path: &str| std::fs::read_to_string(staged.folder().path().join(path)).ok();
         assert_eq!(read("static/a.txt").as_deref(), Some("a"));
         assert_eq!(read("pictures/img/c.png").as_deref(), Some("c"));
         assert_eq!(read("static/secret.txt"), None, "excluded");

@@ -1,11 +1,12 @@
 //! Spin application manifests (`spin.toml`, version 2): what this host can run of them.
 //!
-//! An application here is a set of plain `wasi:http` components behind HTTP routes, each
-//! with its own outbound allowlist, environment and files. Everything else a manifest can
-//! ask for needs Spin's own runtime (key-value stores, SQLite, variables, service
-//! chaining, Redis triggers, Wagi): it is refused with a message that names it, never
-//! ignored, so an application never starts without something it asked for. Keys used
-//! only by Spin's tooling (`build`, `tool`, descriptions) are accepted and ignored.
+//! An application here is a set of `wasi:http` components (WASI 0.2 or 0.3) behind HTTP
+//! routes, each with its own outbound allowlist, environment, variables and files.
+//! Everything else a manifest can ask for needs Spin's own runtime (key-value stores,
+//! SQLite, service chaining, Redis triggers, Wagi): it is refused with a message that
+//! names it, never ignored, so an application never starts without something it asked
+//! for. Keys used only by Spin's tooling (`build`, `tool`, descriptions) are accepted
+//! and ignored.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use super::variables::{self, Declaration, Template};
 use crate::sandbox::env::is_valid_key;
 use crate::sandbox::outbound::OutboundPattern;
 
@@ -25,6 +27,8 @@ pub const MANIFEST_FILE: &str = "spin.toml";
 pub struct AppManifest {
     /// The application's name.
     pub name: String,
+    /// `[variables]`: what the components' variables are made from.
+    pub variables: BTreeMap<String, Declaration>,
     /// The components some route runs, in the order of their first route.
     pub components: Vec<ComponentSpec>,
     /// The routes, in manifest order.
@@ -43,6 +47,8 @@ pub struct ComponentSpec {
     pub allowed_outbound: Vec<OutboundPattern>,
     /// Its environment, in key order.
     pub environment: Vec<(String, String)>,
+    /// Its variables, as templates over the application's.
+    pub variables: BTreeMap<String, Template>,
     /// What its `files` entries make visible to it.
     pub files: Vec<FileSpec>,
     /// Glob patterns, relative to the manifest's folder, of files never made visible.
@@ -226,13 +232,7 @@ enum FileEntry {
 
 impl Manifest {
     fn check(self, folder: &Path) -> Result<AppManifest> {
-        if let Some(name) = self.variables.keys().next() {
-            bail!(
-                "application variables (`[variables]`, `{name}` among them) need Spin's \
-                 variables interface, which this host does not provide; pass values to \
-                 components with `environment` instead"
-            );
-        }
+        let declared = variables::declarations(self.variables)?;
         check_application_triggers(&self.application.trigger)?;
         let mut named = self.component;
         let mut components: Vec<ComponentSpec> = Vec::new();
@@ -247,13 +247,13 @@ impl Manifest {
                         let table = named.remove(&id).with_context(|| {
                                 format!("route `{route}` names component `{id}`, which the manifest does not define")
                             })?;
-                        components.push(table.check(id, folder)?);
+                        components.push(table.check(id, folder, &declared)?);
                         components.len() - 1
                     }
                 },
                 Some(ComponentRef::Inline(table)) => {
                     let id = format!("inline-component-{index}");
-                    components.push(table.check(id, folder)?);
+                    components.push(table.check(id, folder, &declared)?);
                     components.len() - 1
                 }
             };
@@ -266,6 +266,7 @@ impl Manifest {
         }
         Ok(AppManifest {
             name: self.application.name,
+            variables: declared,
             components,
             routes,
         })
@@ -340,7 +341,12 @@ impl HttpTrigger {
 }
 
 impl ComponentTable {
-    fn check(self, id: String, folder: &Path) -> Result<ComponentSpec> {
+    fn check(
+        self,
+        id: String,
+        folder: &Path,
+        declared: &BTreeMap<String, Declaration>,
+    ) -> Result<ComponentSpec> {
         let refuse = |what: &str| -> Result<ComponentSpec> {
             bail!("component `{id}` uses {what}, which needs Spin; this host does not provide it")
         };
@@ -352,9 +358,6 @@ impl ComponentTable {
         }
         if !self.ai_models.is_empty() {
             return refuse("AI models (`ai_models`)");
-        }
-        if !self.variables.is_empty() {
-            return refuse("component variables (`variables`)");
         }
         if !self.dependencies.is_empty() {
             return refuse("component dependencies (`dependencies`)");
@@ -393,8 +396,10 @@ impl ComponentTable {
             .into_iter()
             .map(|entry| file_spec(&id, entry, folder))
             .collect::<Result<_>>()?;
+        let variables = variables::templates(&id, self.variables, declared)?;
         Ok(ComponentSpec {
             id,
+            variables,
             source,
             allowed_outbound,
             environment: self.environment.into_iter().collect(),
@@ -610,8 +615,8 @@ mod tests {
                 "unsupported scheme `redis`",
             ),
             (
-                "[component.c.variables]\nkey = \"v\"",
-                "component variables",
+                "[component.c.variables]\nkey = \"{{ nope }}\"",
+                "`nope` is not declared",
             ),
             ("files = [\"../secrets/*\"]", "stay inside"),
             (
@@ -642,11 +647,8 @@ mod tests {
         assert!(refusal(&wagi).contains("wagi"));
         let private = with_component("").replace("\"/...\"", "{ private = true }");
         assert!(refusal(&private).contains("local service chaining"));
-        let variables = format!(
-            "{}\n[variables]\ntoken = {{ required = true }}\n",
-            with_component("")
-        );
-        assert!(refusal(&variables).contains("`token`"));
+        let variables = format!("{}\n[variables]\ntoken = {{}}\n", with_component(""));
+        assert!(refusal(&variables).contains("`token` needs either a `default`"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Guest egress: what a guest may reach through `wasi:http/outgoing-handler`.
+//! Guest egress: what a guest may reach through `wasi:http/outgoing-handler` (WASI 0.2)
+//! or `wasi:http/client` (WASI 0.3).
 //!
 //! Nothing, unless `--allow-outbound` says so: every request is refused with
 //! `HttpRequestDenied` and logged. An allowed origin is resolved once, every address it
@@ -27,6 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
 pub use self::allowlist::OutboundPattern;
@@ -36,6 +38,7 @@ use self::allowlist::{Allowlist, Origin};
 use self::connector::{Attempt, ConnectError, Connector, Progress};
 use self::resolve::Resolver;
 use self::upstream_body::UpstreamBody;
+use super::occupancy::Occupancy;
 
 /// How long an idle pooled connection is kept for the next request to the same origin.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -147,19 +150,19 @@ impl Outbound {
         }
     }
 
-    /// The hooks for one incoming request: its id for the log, and its deadline, which
-    /// bounds its outbound requests too.
-    pub fn hooks(self: &Arc<Self>, request_id: u64, deadline: Instant) -> OutboundHooks {
+    /// The hooks of one instance, whose requests `occupancy` tracks: an outbound call is
+    /// logged with its request when the instance serves one, and ends by the deadline
+    /// of the requests it serves.
+    pub fn hooks(self: &Arc<Self>, occupancy: Arc<Occupancy>) -> OutboundHooks {
         OutboundHooks {
             outbound: self.clone(),
-            request_id,
-            deadline,
+            occupancy,
         }
     }
 
     async fn send(
         &self,
-        request_id: u64,
+        request_id: Option<u64>,
         request_deadline: Instant,
         request: Request<WasiBody>,
         options: Option<RequestOptions>,
@@ -217,7 +220,7 @@ impl Outbound {
     /// The origin `request` goes to, if the allowlist lets guests call it.
     fn allowed_origin(
         &self,
-        request_id: u64,
+        request_id: Option<u64>,
         request: &Request<WasiBody>,
     ) -> Result<Origin, Error> {
         let Some(origin) = Origin::from_uri(request.uri()) else {
@@ -350,12 +353,11 @@ impl fmt::Display for ClientError<'_> {
     }
 }
 
-/// The wasi:http hooks of one incoming request: its outbound requests go through the
-/// host's [`Outbound`].
+/// The wasi:http hooks of one instance: its outbound requests go through the host's
+/// [`Outbound`].
 pub struct OutboundHooks {
     outbound: Arc<Outbound>,
-    request_id: u64,
-    deadline: Instant,
+    occupancy: Arc<Occupancy>,
 }
 
 impl WasiHttpHooks for OutboundHooks {
@@ -384,8 +386,15 @@ impl WasiHttpHooks for OutboundHooks {
             > + Send,
     > {
         let outbound = self.outbound.clone();
-        let (request_id, deadline) = (self.request_id, self.deadline);
-        Box::new(async move {
+        let visitor = self.occupancy.sole();
+        let request_id = visitor.as_ref().map(|visitor| visitor.request_id);
+        // In the request's span, so its log lines join the request's trace.
+        let span = visitor.map_or_else(Span::none, |visitor| visitor.span);
+        let deadline = self
+            .occupancy
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + outbound.limits.total_timeout);
+        let exchange = async move {
             let response = outbound
                 .send(request_id, deadline, request, options)
                 .await?;
@@ -393,6 +402,7 @@ impl WasiHttpHooks for OutboundHooks {
             let connection_done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, connection_done))
-        })
+        };
+        Box::new(exchange.instrument(span))
     }
 }

@@ -1,0 +1,223 @@
+//! How instances are made, reused and retired, for both WASI versions alike, through
+//! wasmtime-wasi-http's `ProxyHandler`: a worker task per instance drives its store,
+//! takes requests from a shared queue while [`ReusePolicy`] allows, and drops the
+//! instance when it has been idle for long, has served its share, has a request past
+//! its deadline, or failed. A failure (a trap, a memory cap reached) is the instance's:
+//! every request it holds fails, and it is never used again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant as StdInstant};
+
+use tokio::time::{Instant, Sleep};
+use wasmtime::component::GuestTaskId;
+use wasmtime::{Engine, Store, StoreContextMut};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
+
+use super::occupancy::{Occupancy, Presence, Visitor};
+use super::store::{InstanceRecipe, InstanceState, new_store};
+use crate::observe::metrics::Metrics;
+
+/// Every instance gets a number, unique in the process, for the log.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+/// The instances of one component of one version, and the queue requests wait in.
+pub type InstancePool = ProxyHandler<Instances>;
+
+/// How far one instance is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReusePolicy {
+    /// Requests one instance serves in all; 1 is a fresh instance per request.
+    pub max_requests: usize,
+    /// Requests one instance serves at once.
+    pub max_concurrent: usize,
+    /// How long an instance with nothing to do is kept.
+    pub idle_timeout: Duration,
+}
+
+/// What the pool makes instances from.
+pub struct Instances {
+    engine: Engine,
+    pre: ProxyPre<InstanceState>,
+    recipe: InstanceRecipe,
+    reuse: ReusePolicy,
+    /// Longest a request may take; an instance still working on one past it is retired.
+    request_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// A request on its way into an instance.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub visitor: Visitor,
+    /// Filled with the instance's failure flag when the request lands in one.
+    landed: Arc<OnceLock<FailureFlag>>,
+}
+
+/// Set when an instance failed: bodies it is still streaming end in an error rather
+/// than looking complete, and it takes no more requests.
+pub type FailureFlag = Arc<AtomicBool>;
+
+impl Ticket {
+    pub fn new(visitor: Visitor) -> Self {
+        Self {
+            visitor,
+            landed: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The failure flag of the instance the request landed in, once it has.
+    pub fn instance_failed(&self) -> Option<FailureFlag> {
+        self.landed.get().cloned()
+    }
+
+    /// Retires the instance the request landed in: its guest trapped while serving it.
+    pub fn fail_instance(&self) {
+        if let Some(failed) = self.landed.get() {
+            failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Instances {
+    pub fn pool(
+        engine: Engine,
+        pre: ProxyPre<InstanceState>,
+        recipe: InstanceRecipe,
+        reuse: ReusePolicy,
+        request_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> InstancePool {
+        ProxyHandler::new(Self {
+            engine,
+            pre,
+            recipe,
+            reuse,
+            request_timeout,
+            metrics,
+        })
+    }
+}
+
+impl HandlerState for Instances {
+    type StoreData = InstanceState;
+    type WorkerExpiration = Expiry;
+    type WorkerState = Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, Worker>> {
+        let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let occupancy = Occupancy::new(id);
+        let state =
+            InstanceState::new(&self.recipe, &occupancy).map_err(wasmtime::Error::from_anyhow)?;
+        let mut store = new_store(&self.engine, state);
+        let instantiating = StdInstant::now();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.metrics.instantiated(instantiating.elapsed());
+        self.metrics.instance_started();
+        Ok(Instance {
+            store,
+            proxy,
+            view: <InstanceState as WasiHttpView>::http,
+            expiration: Expiry {
+                idle_timeout: self.reuse.idle_timeout,
+                request_timeout: self.request_timeout,
+                sleep: Box::pin(tokio::time::sleep(self.request_timeout)),
+            },
+            state: Worker {
+                occupancy,
+                failed: FailureFlag::default(),
+                reuse: self.reuse,
+                metrics: self.metrics.clone(),
+            },
+        })
+    }
+}
+
+/// One instance's part in the pool.
+pub struct Worker {
+    occupancy: Arc<Occupancy>,
+    failed: FailureFlag,
+    reuse: ReusePolicy,
+    metrics: Arc<Metrics>,
+}
+
+impl WorkerState for Worker {
+    type StoreData = InstanceState;
+    type RequestData = Ticket;
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if self.failed.load(Ordering::Acquire) || total >= self.reuse.max_requests {
+            ShouldAccept::Never
+        } else if concurrent >= self.reuse.max_concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: StoreContextMut<'_, InstanceState>,
+        ticket: Ticket,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        let _ = ticket.landed.set(self.failed.clone());
+        let deadline = ticket.visitor.deadline;
+        let presence: Presence = self.occupancy.enter(ticket.visitor);
+        // The request is the instance's until it is answered or its deadline passes,
+        // when this future ends.
+        Box::pin(async move {
+            let _presence = presence;
+            tokio::time::sleep_until(deadline).await;
+        })
+    }
+
+    fn drop(&self, store: Store<InstanceState>, result: wasmtime::Result<()>) {
+        let instance_id = self.occupancy.instance_id();
+        match result {
+            Ok(()) => tracing::debug!(instance_id, "instance retired"),
+            Err(error) => {
+                // Before the store goes, so that a body it was streaming ends in an error.
+                self.failed.store(true, Ordering::Release);
+                tracing::warn!(instance_id, "instance retired after a failure: {error:#}");
+            }
+        }
+        drop(store);
+        self.metrics.instance_stopped();
+    }
+}
+
+/// When an instance is dropped: idle for [`ReusePolicy::idle_timeout`], or working on a
+/// request for longer than the request timeout (a guest that computes without end is
+/// stopped this way, since the epoch callback makes it yield).
+pub struct Expiry {
+    idle_timeout: Duration,
+    request_timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl WorkerExpiration for Expiry {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: StdInstant,
+    ) -> Poll<()> {
+        let timeout = match status {
+            WorkerStatus::Idle => self.idle_timeout,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,
+        };
+        let deadline = Instant::from_std(start + timeout);
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
