@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -91,21 +92,37 @@ fn slowloris(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, opened: Arc<Atom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_mixed_requests_leave_the_host_healthy() {
-    let server = TestServer::start_with(
-        &guests().testbed,
-        &[
-            // Generous enough that a memory bomb on a loaded machine still fails by
-            // running out of memory, not by running out of time.
-            "--request-timeout",
-            "2s",
-            "--max-memory",
-            "32MiB",
-            "--max-body-size",
-            "1MiB",
-            "--header-read-timeout",
-            "1s",
-        ],
-    );
+    chaos(&guests().testbed, &[]).await;
+}
+
+/// The same against a WASI 0.3 guest whose instances are reused, one request at a time:
+/// a bad request takes its instance down with it, and no good request shares it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_mixed_requests_to_reused_wasi_0_3_instances_leave_the_host_healthy() {
+    chaos(
+        &guests().p3_testbed,
+        &["--max-instance-concurrent-reuse-count", "1"],
+    )
+    .await;
+}
+
+/// Sends [`REQUESTS`] mixed requests to `component`, served with `flags`, and checks
+/// every outcome and the host's health afterwards.
+async fn chaos(component: &Path, flags: &[&str]) {
+    let mut all_flags = vec![
+        // Generous enough that a memory bomb on a loaded machine still fails by
+        // running out of memory, not by running out of time.
+        "--request-timeout",
+        "2s",
+        "--max-memory",
+        "32MiB",
+        "--max-body-size",
+        "1MiB",
+        "--header-read-timeout",
+        "1s",
+    ];
+    all_flags.extend_from_slice(flags);
+    let server = TestServer::start_with(component, &all_flags);
     let url = server.url("");
     let warm = client();
     for index in (0..200).map(|i| i * 20) {
@@ -155,8 +172,9 @@ async fn ten_thousand_mixed_requests_leave_the_host_healthy() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = server.rss_kib();
     eprintln!(
-        "chaos: {REQUESTS} requests in {elapsed:.1?}, {} slowloris connections; \
+        "chaos ({}): {REQUESTS} requests in {elapsed:.1?}, {} slowloris connections; \
          outcomes {outcomes:?}; RSS before {rss_before} KiB, after {rss_after} KiB",
+        component.display(),
         slow_opened.load(Ordering::Relaxed)
     );
 

@@ -1,5 +1,6 @@
 //! The examples in `examples/`: hellos written in other languages and built by other
-//! toolchains (componentize-py, componentize-js), each through its own build script.
+//! toolchains (componentize-py, componentize-js), and the Rust hello as a WASI 0.3
+//! component, each through its own build script.
 //! The host serves them unchanged, they answer exactly like the Rust hello, and (where
 //! wasmtime is installed) the same as under `wasmtime serve`.
 
@@ -25,6 +26,23 @@ fn js_hello() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
         .get_or_init(|| build_example("js-hello", &["node", "npm"]))
+        .as_deref()
+}
+
+/// The Rust hello as a WASI 0.3 component, built once per test run.
+fn rust_p3_hello() -> Option<&'static Path> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_example("rust-p3-hello", &["cargo"]))
+        .as_deref()
+}
+
+/// The Spin 4 Python app (spin-sdk 5), built once per test run; `None` when its
+/// toolchain is missing.
+pub fn spin_python() -> Option<&'static Path> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_example("spin-python", &["python3"]))
         .as_deref()
 }
 
@@ -65,6 +83,13 @@ async fn assert_serves_like_hello(component: &Path) {
 #[tokio::test]
 async fn python_hello_answers_like_the_rust_hello() {
     if let Some(component) = python_hello() {
+        assert_serves_like_hello(component).await;
+    }
+}
+
+#[tokio::test]
+async fn wasi_0_3_rust_hello_answers_like_the_rust_hello() {
+    if let Some(component) = rust_p3_hello() {
         assert_serves_like_hello(component).await;
     }
 }

@@ -34,7 +34,7 @@ fn entries(server: &TestServer) -> Vec<Value> {
 }
 
 /// Waits for the first entry that `matches`.
-fn entry(server: &TestServer, matches: impl Fn(&Value) -> bool) -> Value {
+pub fn entry(server: &TestServer, matches: impl Fn(&Value) -> bool) -> Value {
     wait_for(Duration::from_secs(5), || {
         entries(server).into_iter().find(|entry| matches(entry))
     })

@@ -10,6 +10,7 @@ mod oci;
 mod outbound;
 mod portability;
 mod precompile;
+mod reuse;
 mod serve;
 mod spin;
 mod startup_errors;

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use crate::util::{TestServer, client, guests, run_host, serve_refused};
 
 /// The metrics URL the server logged.
-fn metrics_url(server: &TestServer) -> String {
+pub fn metrics_url(server: &TestServer) -> String {
     server.logged_after("serving metrics at ")
 }
 
@@ -33,7 +33,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// Scrapes until `series` has `value` (a response's metrics are recorded when its body
 /// has been sent, which can trail the client's read by a moment; a swap takes a compile).
-async fn assert_sample(url: &str, series: &str, value: f64) {
+pub async fn assert_sample(url: &str, series: &str, value: f64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let text = scrape(url).await;

@@ -23,7 +23,7 @@ use crate::util::{TestServer, client, guests, serve_refused};
 
 /// What the upstream answers.
 #[derive(Clone, Copy)]
-enum Reply {
+pub enum Reply {
     /// `200` with [`UPSTREAM_BODY`].
     Hello,
     /// [`Reply::Hello`] after a pause.
@@ -34,17 +34,17 @@ enum Reply {
     Trickle,
 }
 
-const UPSTREAM_BODY: &str = "hello from upstream";
+pub const UPSTREAM_BODY: &str = "hello from upstream";
 
 /// A local upstream that counts its TCP connections and keeps every request's headers.
-struct Upstream {
+pub struct Upstream {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<HeaderMap>>>,
 }
 
 impl Upstream {
-    async fn start(reply: Reply) -> Self {
+    pub async fn start(reply: Reply) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -81,7 +81,7 @@ impl Upstream {
     }
 
     /// `http://127.0.0.1:PORT`.
-    fn origin(&self) -> String {
+    pub fn origin(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -149,7 +149,7 @@ async fn fetch_query(server: &TestServer, query: &str) -> (StatusCode, String) {
 }
 
 /// Asks the guest to fetch `url` and returns the status and the body as text.
-async fn fetch(server: &TestServer, url: &str) -> (StatusCode, String) {
+pub async fn fetch(server: &TestServer, url: &str) -> (StatusCode, String) {
     fetch_query(server, &format!("url={url}")).await
 }
 

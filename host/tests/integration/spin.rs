@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::examples::spin_python;
+use crate::outbound::{Reply, UPSTREAM_BODY, Upstream};
 use crate::swap::{TOKEN, put_component, start_with_admin};
 use crate::util::{TestServer, assert_hello, client, guests, serve_refused, wait_for, workspace};
 
@@ -33,6 +35,16 @@ impl AppFolder {
     fn manifest(&self) -> PathBuf {
         self.folder.path().join("spin.toml")
     }
+}
+
+/// An application whose one component imports Spin's key-value interface.
+fn key_value_app() -> AppFolder {
+    let spin_import = quoted(&guests().spin_import);
+    AppFolder::new(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"kv\"\n\
+         [component.kv]\nsource = {spin_import}\n"
+    ))
 }
 
 /// A TOML string holding `path`.
@@ -285,18 +297,12 @@ fn what_needs_spin_is_refused_at_startup_by_name() {
         assert!(stderr.contains("spin.toml"), "names the manifest: {stderr}");
     }
 
-    let spin_import = quoted(&guests().spin_import);
-    let app = AppFolder::new(&format!(
-        "spin_manifest_version = 2\n[application]\nname = \"a\"\n\
-         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"kv\"\n\
-         [component.kv]\nsource = {spin_import}\n"
-    ));
-    let stderr = serve_refused(&app.manifest(), &[], &[]);
+    let stderr = serve_refused(&key_value_app().manifest(), &["--strict-imports"], &[]);
     assert!(stderr.contains("component `kv`"), "{stderr}");
     assert!(stderr.contains("fermyon:spin/key-value@2.0.0"), "{stderr}");
-    assert!(stderr.contains("only Spin provides"), "{stderr}");
-    let stderr = serve_refused(&guests().spin_import, &[], &[]);
-    assert!(stderr.contains("only Spin provides"), "alone too: {stderr}");
+    assert!(stderr.contains("does not implement"), "{stderr}");
+    let stderr = serve_refused(&guests().spin_import, &["--strict-imports"], &[]);
+    assert!(stderr.contains("does not implement"), "alone too: {stderr}");
 
     let stderr = serve_refused(
         &shop("http://127.0.0.1:1").manifest(),
@@ -359,4 +365,94 @@ async fn an_application_is_swapped_whole_and_not_by_upload() {
     let response = put_component(&admin, Some(TOKEN), testbed).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(response.text().await.unwrap().contains("Spin application"));
+}
+
+#[tokio::test]
+async fn an_unimplemented_spin_import_loads_and_a_call_gets_its_error() {
+    let message = "`fermyon:spin/key-value@2.0.0#open` is not implemented by this host";
+    for server in [
+        TestServer::start(&key_value_app().manifest()),
+        TestServer::start(&guests().spin_import),
+    ] {
+        server.assert_logged("imports what this host does not implement");
+        for _ in 0..2 {
+            let response = client().get(server.url("/")).send().await.expect("GET /");
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.text().await.expect("body");
+            // The interface's own error, its `other(string)` case.
+            assert_eq!(body, format!("open failed: Other({message:?})"));
+        }
+        // Logged once however often it is called.
+        assert_eq!(
+            server.log().matches("a guest called").count(),
+            1,
+            "{}",
+            server.log()
+        );
+    }
+}
+
+/// A Spin application serving the Spin 4 Python app, its variables as the example's
+/// manifest declares them, allowed to call `origin`.
+fn spin_python_app(component: &Path, origin: &str) -> AppFolder {
+    let source = quoted(component);
+    AppFolder::new(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"spin-python\"\n\
+         [variables]\ngreeting = {{ default = \"Hello from Spin 4 Python!\" }}\n\
+         upstream_url = {{ required = true }}\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"py\"\n\
+         [component.py]\nsource = {source}\nallowed_outbound_hosts = [\"{origin}\"]\n\
+         [component.py.variables]\ngreeting = \"{{{{ greeting }}}}\"\n\
+         upstream_url = \"{{{{ upstream_url }}}}/hello\"\n"
+    ))
+}
+
+#[tokio::test]
+async fn a_spin_4_sdk_app_reads_its_variables_from_the_environment_and_calls_out() {
+    let Some(component) = spin_python() else {
+        return;
+    };
+    let upstream = Upstream::start(Reply::Hello).await;
+    let app = spin_python_app(component, &upstream.origin());
+    let stderr = serve_refused(&app.manifest(), &[], &[]);
+    assert!(
+        stderr.contains("`upstream_url` (set $SPIN_VARIABLE_UPSTREAM_URL)"),
+        "{stderr}"
+    );
+    let origin = upstream.origin();
+    let server = TestServer::start_with_env(
+        &app.manifest(),
+        &[],
+        &[("SPIN_VARIABLE_UPSTREAM_URL", origin.as_str())],
+    );
+    server.assert_logged("wasi:http/service@0.3 (WASI 0.3)");
+    let answer = |path: &'static str| {
+        let url = server.url(path);
+        async move {
+            let response = client().get(url).send().await.expect("GET");
+            (response.status(), response.text().await.expect("body"))
+        }
+    };
+    assert_eq!(
+        answer("/").await,
+        (StatusCode::OK, "Hello from Spin 4 Python!".into())
+    );
+    assert_eq!(
+        answer("/upstream").await,
+        (StatusCode::OK, UPSTREAM_BODY.into())
+    );
+    assert_eq!(answer("/nope").await.0, StatusCode::NOT_FOUND);
+    let greeted = TestServer::start_with_env(
+        &app.manifest(),
+        &[],
+        &[
+            ("SPIN_VARIABLE_UPSTREAM_URL", origin.as_str()),
+            ("SPIN_VARIABLE_GREETING", "Hello from the environment"),
+        ],
+    );
+    let response = client().get(greeted.url("/")).send().await.expect("GET /");
+    assert_eq!(
+        response.text().await.expect("body"),
+        "Hello from the environment"
+    );
 }

@@ -23,6 +23,8 @@ pub struct Guests {
     pub testbed: PathBuf,
     /// The same guest built with its `v2` feature: `/build` answers `v2`.
     pub testbed_v2: PathBuf,
+    /// The testbed as a WASI 0.3 component (`wasi:http/service`).
+    pub p3_testbed: PathBuf,
     /// A `wasi:cli/run` command: the wrong world.
     pub command: PathBuf,
     /// An HTTP handler that imports an interface no host provides.
@@ -53,7 +55,16 @@ fn build_guests() -> Guests {
         Command::new(&cargo)
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "hello", "-p", "testbed", "-p", "command"])
+            .args([
+                "-p",
+                "hello",
+                "-p",
+                "testbed",
+                "-p",
+                "p3-testbed",
+                "-p",
+                "command",
+            ])
             .args(["-p", "unsupported-import", "--target-dir"])
             .arg(&target_dir),
         "guests for wasm32-wasip2 (rustup target add wasm32-wasip2)",
@@ -98,6 +109,7 @@ fn build_guests() -> Guests {
             .join("hello.wasm"),
         testbed: wasip2.join("testbed.wasm"),
         testbed_v2: v2_dir.join("wasm32-wasip2/release/testbed.wasm"),
+        p3_testbed: wasip2.join("p3_testbed.wasm"),
         command: wasip2.join("command.wasm"),
         unsupported_import: wasip2.join("unsupported_import.wasm"),
         spin_import: v2_dir.join("wasm32-wasip2/release/unsupported_import.wasm"),

@@ -1,10 +1,13 @@
 //! A guest with one route per behaviour the host's tests need: echoing, streaming,
 //! outbound calls, every way of misbehaving (trap, loop, memory hog, no response,
-//! sleeping), reading its files (`/file`), and which build it is (`/build`, and an
-//! `x-testbed-build` header on every response). Behind a Spin route it routes on the
-//! part of the path below that route (`spin-path-info`), as Spin SDK routers do.
+//! sleeping), reading its files (`/file`), which build it is (`/build`, and an
+//! `x-testbed-build` header on every response), and how many requests its instance has
+//! served (`/count`), which shows whether a host reuses instances. Behind a Spin route it
+//! routes on the part of the path below that route (`spin-path-info`), as Spin SDK
+//! routers do.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use testbed_query::{FetchQuery, param};
 use wasip2::http::types::{
@@ -17,10 +20,14 @@ use wasip2::io::streams::StreamError;
 /// serve one and swap in the other.
 const BUILD: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
+/// Requests this instance has served, this one included.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
 struct Testbed;
 
 impl wasip2::exports::http::incoming_handler::Guest for Testbed {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let served = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
         let path_with_query = request.path_with_query().unwrap_or_default();
         let (path, query) = path_with_query
             .split_once('?')
@@ -109,6 +116,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
                     }),
                 }
             }
+            "/count" => respond_with(response_out, 200, &[], |out| {
+                write!(out, "{served}").expect("write");
+            }),
             "/build" => respond_with(response_out, 200, &[], |out| {
                 out.write_all(BUILD.as_bytes()).expect("write");
             }),

@@ -1,6 +1,7 @@
 //! An HTTP handler that also imports `test:unsupported/secrets`, an interface no
 //! wasi:http host provides: a host must refuse it at load time. With the `spin` feature it
-//! imports Spin's `fermyon:spin/key-value@2.0.0` instead, which only Spin provides.
+//! imports Spin's `fermyon:spin/key-value@2.0.0` instead, which only Spin implements,
+//! opens the `default` store on every request and answers with what the host said.
 
 #[cfg(not(feature = "spin"))]
 wit_bindgen::generate!({
@@ -20,7 +21,16 @@ wit_bindgen::generate!({
     inline: r#"
         package fermyon:spin@2.0.0;
         interface key-value {
-            get: func() -> string;
+            resource store {
+                get: func(key: string) -> result<option<list<u8>>, error>;
+            }
+            variant error {
+                store-table-full,
+                no-such-store,
+                access-denied,
+                other(string),
+            }
+            open: func(label: string) -> result<store, error>;
         }
         world needs-key-value {
             import key-value;
@@ -28,8 +38,14 @@ wit_bindgen::generate!({
     "#,
 });
 
+/// What the imported function said.
 #[cfg(feature = "spin")]
-use fermyon::spin::key_value::get as imported_secret;
+fn imported_secret() -> String {
+    match fermyon::spin::key_value::Store::open("default") {
+        Ok(_) => "opened the default store".to_owned(),
+        Err(error) => format!("open failed: {error:?}"),
+    }
+}
 #[cfg(not(feature = "spin"))]
 use test::unsupported::secrets::get as imported_secret;
 
