@@ -135,6 +135,9 @@ impl<'ast> Visit<'ast> for Imports {
         syn::visit::visit_path(self, path);
     }
 
+    // `pub(super)` names a module but imports nothing.
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {}
+
     fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
         self.scope.push(item.ident.to_string());
         syn::visit::visit_item_mod(self, item);
@@ -297,12 +300,13 @@ fn the_checks_find_what_they_look_for() {
     };
     let syntax: syn::File = syn::parse_str(
         "use crate::serve::serve; use super::spin::{files::StagedFiles, routes};\n\
-         fn f() { crate::swap::active::x(); }\n\
+         pub(super) fn f() { crate::swap::active::x(); }\n\
          mod tests { use super::*; }",
     )
     .unwrap();
     visitor.visit_file(&syntax);
     let found: Vec<String> = visitor.found.iter().map(shown).collect();
+    assert!(!found.contains(&"load".to_owned()), "a visibility is no import: {found:?}");
     for expected in [
         "serve::serve",
         "load::spin::files::StagedFiles",

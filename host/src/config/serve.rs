@@ -335,7 +335,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::config::{Cli, Command};
+    use crate::config::cli::{Cli, Command};
 
     /// `serve COMPONENT FLAGS...` as the command line gives it, checked against `env`.
     fn configure(component: &str, flags: &[&str], env: &HostEnv) -> Result<ServeConfig> {
