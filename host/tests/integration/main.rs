@@ -4,6 +4,7 @@ mod chaos;
 mod environment;
 mod examples;
 mod hardening;
+mod http2;
 mod logs;
 mod metrics;
 mod oci;
