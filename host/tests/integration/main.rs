@@ -1,6 +1,8 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
+mod bench;
 mod chaos;
+mod defaults;
 mod environment;
 mod examples;
 mod hardening;
@@ -12,6 +14,8 @@ mod outbound;
 mod portability;
 mod precompile;
 mod serve;
+#[path = "../common/serve_help.rs"]
+mod serve_help;
 mod spin;
 mod startup_errors;
 mod swap;
