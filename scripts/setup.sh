@@ -5,6 +5,7 @@ set -euo pipefail
 
 CARGO_COMPONENT_VERSION=0.21.1
 WKG_VERSION=0.16.1
+WASMTIME_VERSION=48.0.8
 
 # wasm32-wasip2 for plain `cargo build` guests; wasm32-wasip1 because cargo-component
 # builds for it and adapts the result into a component; musl for the static host binary
@@ -19,6 +20,12 @@ fi
 # compiles for about seven minutes on two cores, once per machine.
 if ! wkg --version 2>/dev/null | grep -q "wkg $WKG_VERSION"; then
   cargo install wkg --version "$WKG_VERSION" --locked
+fi
+
+# wasmtime-cli, the release the host embeds: the portability tests serve each hello
+# with `wasmtime serve` too and compare the answers. A long compile, once per machine.
+if ! wasmtime --version 2>/dev/null | grep -q "wasmtime $WASMTIME_VERSION"; then
+  cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked
 fi
 
 # Debian packages, installed only when something is missing. The container tests build

@@ -1,7 +1,7 @@
 //! The examples in `examples/`: hellos written in other languages and built by other
 //! toolchains (componentize-py, componentize-js), each through its own build script.
-//! The host serves them unchanged, they answer exactly like the Rust hello, and (where
-//! wasmtime is installed) the same as under `wasmtime serve`.
+//! The host serves them unchanged, they answer exactly like the Rust hello, and the
+//! same as under `wasmtime serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,9 +57,7 @@ fn build_example(name: &str, tools: &[&str]) -> Option<PathBuf> {
 async fn assert_serves_like_hello(component: &Path) {
     let wasi_host = TestServer::start(component);
     assert_hello(&wasi_host).await;
-    if let Some(wasmtime) = wasmtime_serve(component) {
-        assert_same_answers(&wasmtime, &wasi_host).await;
-    }
+    assert_same_answers(&wasmtime_serve(component), &wasi_host).await;
 }
 
 #[tokio::test]

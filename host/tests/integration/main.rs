@@ -1,9 +1,12 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
+mod bench;
 mod chaos;
+mod defaults;
 mod environment;
 mod examples;
 mod hardening;
+mod http2;
 mod logs;
 mod metrics;
 mod oci;
@@ -11,6 +14,8 @@ mod outbound;
 mod portability;
 mod precompile;
 mod serve;
+#[path = "../common/serve_help.rs"]
+mod serve_help;
 mod spin;
 mod startup_errors;
 mod swap;
