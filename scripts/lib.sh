@@ -31,7 +31,8 @@ add_rust_targets() {
 has_version() {
   local version=$1
   shift
-  "$@" --version 2>/dev/null | grep -qw -- "$version"
+  local reported
+  reported=$("$@" --version 2>/dev/null) && grep -qw -- "$version" <<<"$reported"
 }
 
 # cargo_install CRATE VERSION COMMAND...: installs CRATE at VERSION with cargo unless
