@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# Shared by serve.sh and setup.sh: the pinned tool versions and the steps that install
-# them with rustup and cargo (into ~/.rustup and ~/.cargo only), each skipped when done.
+# Shared by serve.sh and setup.sh: the steps that install tools with rustup and cargo
+# (into ~/.rustup and ~/.cargo only), each skipped when done, and cargo-component's pinned
+# version, which both install.
 
 CARGO_COMPONENT_VERSION=0.21.1
-WKG_VERSION=0.16.1
 
+# shellcheck disable=SC2034 # read by the scripts that source this file
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 say() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }

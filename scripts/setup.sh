@@ -20,6 +20,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+WKG_VERSION=0.16.1
 TIERS=(core examples registry containers)
 MUSL_TARGET=$(uname -m)-unknown-linux-musl
 CONTAINERS_CONF=/etc/containers/containers.conf
@@ -144,7 +145,7 @@ print_plan() {
   local minutes=0 tier step_minutes what check install
   # fd 3, so that no check or install step reads the list as its input.
   while IFS='|' read -r -u 3 tier step_minutes what check install; do
-    [ -n "$tier" ] && chosen "$tier" && ! "$check" || continue
+    if [ -z "$tier" ] || ! chosen "$tier" || "$check"; then continue; fi
     if [ "$step_minutes" -eq 0 ]; then
       say "will install for the $tier tests: $what, seconds"
     else
@@ -188,7 +189,7 @@ print_plan
 $plan_only && exit
 failed=()
 while IFS='|' read -r -u 3 tier _ what check install; do
-  [ -n "$tier" ] && chosen "$tier" || continue
+  if [ -z "$tier" ] || ! chosen "$tier"; then continue; fi
   # A subshell, so that `set -e` stops this step at its first failure, not the others.
   set +e
   (
