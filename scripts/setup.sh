@@ -31,7 +31,7 @@ STEPS="
 core|1|Rust targets wasm32-wasip2 and wasm32-wasip1, rustfmt and clippy (rustup)|rust_parts_present|add_rust_parts
 core|5|cargo-component $CARGO_COMPONENT_VERSION (cargo install)|cargo_component_present|install_cargo_component
 examples|2|python3, python3-venv, nodejs and npm (apt-get)|example_runtimes_present|install_example_runtimes
-examples|1|componentize-py (pip, into target/examples) and componentize-js (npm ci)|example_tools_present|install_example_tools
+examples|3|componentize-py (pip, into target/examples) and componentize-js (npm ci)|example_tools_present|install_example_tools
 registry|1|docker-registry (apt-get)|registry_server_present|install_registry_server
 registry|7|wkg $WKG_VERSION (cargo install)|wkg_present|install_wkg
 containers|1|the $MUSL_TARGET Rust target (rustup)|musl_target_present|add_musl_target
@@ -156,7 +156,7 @@ print_plan() {
   if [ "$minutes" -eq 0 ]; then
     say "everything ${CHOSEN[*]} needs is installed"
   else
-    say "about $minutes minutes on two cores"
+    say "about $minutes minute$([ "$minutes" -eq 1 ] || echo s) on two cores"
   fi
 }
 
