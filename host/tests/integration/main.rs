@@ -1,6 +1,7 @@
 //! Integration tests: the real `wasi-host` binary, real guests, real HTTP.
 
 mod chaos;
+mod config_reference;
 mod environment;
 mod examples;
 mod hardening;
