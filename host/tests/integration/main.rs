@@ -2,6 +2,7 @@
 
 mod bench;
 mod chaos;
+mod config_reference;
 mod defaults;
 mod environment;
 mod examples;

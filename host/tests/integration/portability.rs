@@ -1,7 +1,7 @@
 //! Portability: a component answers the same under `wasmtime serve` as under wasi-host,
 //! so an app built for this host is not tied to it. The comparison needs wasmtime
-//! 48.0.8 on PATH (`cargo install wasmtime-cli --version 48.0.8 --locked`, which
-//! `scripts/setup.sh` runs); without it the tests that compare fail, saying so.
+//! 48.0.8 on PATH (`scripts/setup.sh core` installs it); without it the tests that
+//! compare fail, saying so.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,8 +16,8 @@ const WASMTIME_VERSION: &str = "48.0.8";
 pub fn wasmtime_serve(component: &Path) -> TestServer {
     if let Err(why) = wasmtime_on_path() {
         panic!(
-            "cannot compare {} with `wasmtime serve`: {why}; install it with `cargo install \
-             wasmtime-cli --version {WASMTIME_VERSION} --locked` (scripts/setup.sh does)",
+            "cannot compare {} with `wasmtime serve`: {why}; install wasmtime-cli \
+             {WASMTIME_VERSION} with `scripts/setup.sh core`",
             component.display()
         );
     }
