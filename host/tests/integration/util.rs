@@ -542,12 +542,6 @@ pub async fn assert_hello(server: &TestServer) {
     }
 }
 
-/// Whether this is a CI run (`CI=true`), where a missing tool fails a test instead of
-/// skipping it.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true")
-}
-
 /// Whether `tool` runs (`tool --version` can be started).
 pub fn tool_runs(tool: &str) -> bool {
     Command::new(tool)
@@ -556,12 +550,4 @@ pub fn tool_runs(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
-}
-
-/// Tells whoever runs the tests that part of `test` did not run, and why. Written to
-/// the process's stderr directly, past the test harness's output capture, so that the
-/// notice shows in a normal `cargo test` run.
-pub fn report_skipped(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "note: {test}: skipped: {why}");
 }
