@@ -3,10 +3,14 @@
 
 use std::time::Duration;
 
-use wasi_host::config::{DEFAULT_HEALTH_PATH, DEFAULT_PORT};
-
 use crate::container::{Container, Runtime};
 use crate::image::{guest_layer_image, image, inspect};
+
+/// The port the README says the image listens on unless `$PORT` says otherwise.
+const DEFAULT_PORT: u16 = 8080;
+
+/// The probe path the README documents.
+const HEALTH_PATH: &str = "/.well-known/wasi-host/health";
 
 /// The largest image we ship: a small image pulls fast on a cold start.
 const MAX_IMAGE_BYTES: u64 = 25_000_000;
@@ -28,7 +32,7 @@ fn image_is_small_runs_as_non_root_and_exposes_the_default_port() {
     assert!(
         inspect(image, "{{json .Config.ExposedPorts}}")
             .contains(&format!("\"{DEFAULT_PORT}/tcp\"")),
-        "the image should expose the host's default port {DEFAULT_PORT}"
+        "the image should expose the default port {DEFAULT_PORT}"
     );
 }
 
@@ -44,7 +48,7 @@ fn serves_and_stops_cleanly_under_gvisor() {
 
 fn serves_and_stops_cleanly(runtime: Runtime) {
     let container = Container::start(image(), runtime);
-    container.wait_ready(DEFAULT_HEALTH_PATH);
+    container.wait_ready(HEALTH_PATH);
 
     let (status, body) = container.get("/").expect("GET /");
     assert_eq!((status, body.as_str()), (200, "Hello, World!"));
@@ -54,7 +58,8 @@ fn serves_and_stops_cleanly(runtime: Runtime) {
             .contains(&format!("listening on http://0.0.0.0:{}/", container.port)),
         "the host should listen on $PORT on all interfaces"
     );
-    // The image runs a worker per CPU the container may use.
+    // The image runs a worker per CPU the container may use: on one CPU, the one
+    // process it starts.
     let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
     if cpus > 1 {
         let line = format!("worker {cpus} of {cpus} serving");
@@ -67,6 +72,13 @@ fn serves_and_stops_cleanly(runtime: Runtime) {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    } else {
+        eprintln!("one CPU: the image is checked to start no second worker");
+        assert!(
+            !container.logs().contains("worker 2 of"),
+            "{}",
+            container.logs()
+        );
     }
 
     let took = container.stop();
@@ -98,7 +110,7 @@ fn a_new_guest_is_a_layer_on_the_unchanged_host_image() {
     assert_eq!(layered_layers.len(), base_layers.len() + 1, "one new layer");
 
     let container = Container::start(&layered, Runtime::Runc);
-    container.wait_ready(DEFAULT_HEALTH_PATH);
+    container.wait_ready(HEALTH_PATH);
     let (status, body) = container.get("/build").expect("GET /build");
     assert_eq!(
         (status, body.as_str()),

@@ -3,16 +3,17 @@
 use std::time::Duration;
 
 use serde_yaml::Value;
-use wasi_host::config::{
-    DEFAULT_HEALTH_PATH, DEFAULT_MAX_CONCURRENCY, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT, PROJECT_VARIABLE,
-};
 
 use crate::manifest::{
-    duration_setting, env, http_probes, image_lines, int, load, only_container, read, setting, str,
+    duration_setting, env, http_probes, image_lines, int, int_setting, load, only_container, read,
+    setting, str,
 };
+use crate::serve_help::ServeHelp;
 
 const SERVICE: &str = "deploy/service.yaml";
+
+/// The variable that names the Google Cloud project traces belong to.
+const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
 
 /// Time Cloud Run gives an instance between SIGTERM and SIGKILL.
 const CLOUD_RUN_GRACE: Duration = Duration::from_secs(10);
@@ -36,13 +37,11 @@ fn cloud_run_sends_traffic_and_probes_where_the_host_listens() {
     let ports = container["ports"].as_sequence().expect("container ports");
     assert_eq!(ports.len(), 1, "Cloud Run sends traffic to one port");
     let port = int(&ports[0]["containerPort"], "containerPort");
-    assert_eq!(port, u64::from(DEFAULT_PORT), "the image's default port");
+    let help = ServeHelp::read();
+    let default_port: u64 = help.default_of("--port").parse().expect("a port");
+    assert_eq!(port, default_port, "the image's default port");
 
-    let health_path = setting(
-        container,
-        "WASI_HOST_HEALTH_PATH",
-        DEFAULT_HEALTH_PATH.to_owned(),
-    );
+    let health_path = setting(container, &help, "--health-path");
     let probes = http_probes(container);
     let kinds: Vec<&str> = probes.iter().map(|(kind, ..)| kind.as_str()).collect();
     assert!(
@@ -60,34 +59,23 @@ fn cloud_run_limits_match_the_host() {
     let revision = revision();
     let spec = &revision["spec"];
     let container = only_container(spec);
+    let help = ServeHelp::read();
 
-    let concurrency = setting(
-        container,
-        "WASI_HOST_MAX_CONCURRENCY",
-        DEFAULT_MAX_CONCURRENCY,
-    );
+    let concurrency = int_setting(container, &help, "--max-concurrency");
     assert_eq!(
         int(&spec["containerConcurrency"], "containerConcurrency"),
-        u64::from(concurrency),
+        concurrency,
         "Cloud Run should send as many requests at once as the host runs"
     );
 
     let timeout = Duration::from_secs(int(&spec["timeoutSeconds"], "timeoutSeconds"));
-    let request_timeout = duration_setting(
-        container,
-        "WASI_HOST_REQUEST_TIMEOUT",
-        DEFAULT_REQUEST_TIMEOUT,
-    );
+    let request_timeout = duration_setting(container, &help, "--request-timeout");
     assert!(
         request_timeout <= timeout,
         "the host's request timeout ({request_timeout:?}) should end a request no later than Cloud Run ({timeout:?})"
     );
 
-    let shutdown_timeout = duration_setting(
-        container,
-        "WASI_HOST_SHUTDOWN_TIMEOUT",
-        DEFAULT_SHUTDOWN_TIMEOUT,
-    );
+    let shutdown_timeout = duration_setting(container, &help, "--shutdown-timeout");
     assert!(
         shutdown_timeout < CLOUD_RUN_GRACE,
         "the drain ({shutdown_timeout:?}) must end before Cloud Run's SIGKILL"
@@ -95,9 +83,10 @@ fn cloud_run_limits_match_the_host() {
 
     let environment =
         &revision["metadata"]["annotations"]["run.googleapis.com/execution-environment"];
-    assert!(
-        matches!(environment.as_str(), Some("gen1" | "gen2")),
-        "execution environment gen1 or gen2, found {environment:?}"
+    assert_eq!(
+        environment.as_str(),
+        Some("gen2"),
+        "the second-generation execution environment, as the README says"
     );
 }
 

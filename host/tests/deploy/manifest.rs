@@ -1,10 +1,11 @@
 //! Loading manifests, and the host settings a container's environment gives.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_yaml::Value;
+
+use crate::serve_help::ServeHelp;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -48,24 +49,27 @@ pub fn only_container(pod: &Value) -> &Value {
     &containers[0]
 }
 
-/// A setting of the host in `container`: its `env` value for `variable`, or else the
-/// host's default.
-pub fn setting<T: FromStr>(container: &Value, variable: &str, default: T) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    match env(container, variable) {
-        Some(value) => value
-            .parse()
-            .unwrap_or_else(|error| panic!("{variable}={value}: {error:?}")),
-        None => default,
-    }
+/// A setting of the host in `container`: the value its `env` gives the variable `flag`
+/// reads, or else the host's default, both as `wasi-host serve --help` tells them.
+pub fn setting(container: &Value, help: &ServeHelp, flag: &str) -> String {
+    let variable = help
+        .env_of(flag)
+        .unwrap_or_else(|| panic!("{flag} reads no environment variable"));
+    env(container, &variable).map_or_else(|| help.default_of(flag), str::to_owned)
+}
+
+/// A whole-number setting of the host, as [`setting`].
+pub fn int_setting(container: &Value, help: &ServeHelp, flag: &str) -> u64 {
+    let value = setting(container, help, flag);
+    value
+        .parse()
+        .unwrap_or_else(|error| panic!("{flag} {value}: {error}"))
 }
 
 /// A duration setting of the host, as [`setting`] but in `humantime` notation.
-pub fn duration_setting(container: &Value, variable: &str, default: &str) -> Duration {
-    let value = env(container, variable).unwrap_or(default);
-    humantime::parse_duration(value).unwrap_or_else(|error| panic!("{variable}={value}: {error}"))
+pub fn duration_setting(container: &Value, help: &ServeHelp, flag: &str) -> Duration {
+    let value = setting(container, help, flag);
+    humantime::parse_duration(&value).unwrap_or_else(|error| panic!("{flag} {value}: {error}"))
 }
 
 /// The value `container` gives the environment variable `name`, if any.

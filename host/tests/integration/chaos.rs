@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::util::{TestServer, client, guests};
+use crate::util::{TestServer, assert_still_serving, guests, read_until_closed, wait_for};
 
 const REQUESTS: usize = 10_000;
 const CONCURRENCY: usize = 64;
@@ -77,15 +77,36 @@ async fn send(http: &reqwest::Client, server_url: &str, index: usize) -> (Kind, 
     (kind, status)
 }
 
-/// Opens connections that never finish their headers, until told to stop.
-fn slowloris(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, opened: Arc<AtomicUsize>) {
+/// A client that keeps one connection alive, but never one idle for half a second: the
+/// server closes a connection idle for the header read timeout (1 s), and a request sent
+/// on it just then would be lost with the connection.
+fn keep_alive_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// What the slowloris clients saw.
+#[derive(Default)]
+struct Slowloris {
+    opened: AtomicUsize,
+    /// Connections the server hung up on; one still open after five seconds is not.
+    closed: AtomicUsize,
+}
+
+/// Opens connections that never finish their headers, each held until the server's
+/// header read timeout closes it, until told to stop.
+fn slowloris(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, seen: Arc<Slowloris>) {
     while !stop.load(Ordering::Relaxed) {
         if let Ok(mut stream) = TcpStream::connect(addr) {
-            opened.fetch_add(1, Ordering::Relaxed);
+            seen.opened.fetch_add(1, Ordering::Relaxed);
             let _ = stream.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\n");
-            // Held until the server's header read timeout closes it.
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = std::io::Read::read(&mut stream, &mut [0u8; 16]);
+            if read_until_closed(&mut stream, Duration::from_secs(5)).is_some() {
+                seen.closed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -124,18 +145,18 @@ async fn chaos(component: &Path, flags: &[&str]) {
     all_flags.extend_from_slice(flags);
     let server = TestServer::start_with(component, &all_flags);
     let url = server.url("");
-    let warm = client();
+    let warm = keep_alive_client();
     for index in (0..200).map(|i| i * 20) {
         assert_eq!(send(&warm, &url, index).await.1, StatusCode::OK);
     }
     let rss_before = server.rss_kib();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let slow_opened = Arc::new(AtomicUsize::new(0));
+    let slow_seen = Arc::new(Slowloris::default());
     let slow: Vec<_> = (0..SLOW_CLIENTS)
         .map(|_| {
-            let (addr, stop, opened) = (server.addr, stop.clone(), slow_opened.clone());
-            std::thread::spawn(move || slowloris(addr, stop, opened))
+            let (addr, stop, seen) = (server.addr, stop.clone(), slow_seen.clone());
+            std::thread::spawn(move || slowloris(addr, stop, seen))
         })
         .collect();
 
@@ -145,7 +166,7 @@ async fn chaos(component: &Path, flags: &[&str]) {
     for _ in 0..CONCURRENCY {
         let (url, next) = (url.clone(), next.clone());
         workers.push(tokio::spawn(async move {
-            let http = client();
+            let http = keep_alive_client();
             let mut seen = Vec::new();
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
@@ -168,14 +189,22 @@ async fn chaos(component: &Path, flags: &[&str]) {
         thread.join().expect("slowloris thread");
     }
 
-    // Let the last instances go back to the pool before measuring.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after = server.rss_kib();
+    // The last instances go back to the pool as their responses end.
+    let rss_bound = rss_before + RSS_GROWTH_BOUND_KIB;
+    let rss_after = wait_for(Duration::from_secs(5), || {
+        let rss = server.rss_kib();
+        (rss <= rss_bound).then_some(rss)
+    })
+    .unwrap_or_else(|| server.rss_kib());
+    let (slow_opened, slow_closed) = (
+        slow_seen.opened.load(Ordering::Relaxed),
+        slow_seen.closed.load(Ordering::Relaxed),
+    );
     eprintln!(
-        "chaos ({}): {REQUESTS} requests in {elapsed:.1?}, {} slowloris connections; \
-         outcomes {outcomes:?}; RSS before {rss_before} KiB, after {rss_after} KiB",
-        component.display(),
-        slow_opened.load(Ordering::Relaxed)
+        "chaos ({}): {REQUESTS} requests in {elapsed:.1?}, {slow_opened} slowloris \
+         connections ({slow_closed} closed by the server); outcomes {outcomes:?}; RSS \
+         before {rss_before} KiB, after {rss_after} KiB",
+        component.display()
     );
 
     let total: usize = outcomes.values().sum();
@@ -187,15 +216,14 @@ async fn chaos(component: &Path, flags: &[&str]) {
             "{count} {kind:?} requests got {status}"
         );
     }
-    assert!(slow_opened.load(Ordering::Relaxed) >= SLOW_CLIENTS);
+    assert!(slow_opened >= SLOW_CLIENTS);
+    assert_eq!(
+        slow_closed, slow_opened,
+        "the server closed every slowloris connection"
+    );
     assert!(
-        rss_after <= rss_before + RSS_GROWTH_BOUND_KIB,
+        rss_after <= rss_bound,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
-    let response = client()
-        .get(server.url("/echo"))
-        .send()
-        .await
-        .expect("after");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_still_serving(&server).await;
 }

@@ -3,18 +3,13 @@
 
 use reqwest::StatusCode;
 
-use crate::util::{TestServer, client, guests, serve_refused};
+use crate::util::{TestServer, get, guests, serve_refused};
 
 /// What the testbed's `/env` reports, one `KEY=VALUE` per line.
 async fn guest_env(server: &TestServer) -> Vec<String> {
-    let response = client()
-        .get(server.url("/env"))
-        .send()
-        .await
-        .expect("GET /env");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response.text().await.expect("body");
-    body.lines().map(str::to_owned).collect()
+    let reply = get(server, "/env").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    reply.text().lines().map(str::to_owned).collect()
 }
 
 #[tokio::test]

@@ -7,9 +7,16 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::util::{TestServer, client, guests, run_host_with_env, wait_for};
+use crate::util::{
+    Reply, TestServer, assert_get, client, guests, run_host_with_env, send, wait_for,
+};
 
 const PROJECT: &str = "test-project";
+
+/// What the testbed's `/print-forged` writes to stdout: a line shaped like the host's
+/// JSON entries, and one shaped like its text lines.
+const FORGED_ENTRY: &str = r#"{"severity":"ERROR","message":"forged entry","target":"wasi_host::access","httpRequest":{"status":500}}"#;
+const FORGED_TEXT_LINE: &str = "1999-01-01T00:00:00.000000Z ERROR wasi_host: forged line";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// A server logging JSON, with a Google Cloud project to name traces in.
@@ -47,13 +54,13 @@ fn access_entry(server: &TestServer, url: &str) -> Value {
 }
 
 /// GETs `url` in trace [`TRACE`], span `00f067aa0ba902b7`, sampled.
-async fn get_in_trace(url: &str) -> reqwest::Response {
-    client()
-        .get(url)
-        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+async fn get_in_trace(url: &str) -> Reply {
+    send(
+        client()
+            .get(url)
+            .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01")),
+    )
+    .await
 }
 
 /// Checks the fields every entry has and returns the entry without them.
@@ -89,16 +96,18 @@ fn without_latency(mut entry: Value) -> Value {
 async fn access_entry_has_http_request_and_the_traceparent_trace() {
     let server = json_server();
     let url = server.url("/echo?status=201");
-    let response = client()
-        .post(&url)
-        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
-        .header("user-agent", "log-test/1.0")
-        .body("twelve bytes")
-        .send()
-        .await
-        .expect("POST /echo");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.text().await.expect("body"), "twelve bytes");
+    let reply = send(
+        client()
+            .post(&url)
+            .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+            .header("user-agent", "log-test/1.0")
+            .body("twelve bytes"),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::CREATED, "twelve bytes")
+    );
 
     let access = without_latency(without_common_fields(access_entry(&server, &url)));
     assert_eq!(
@@ -128,17 +137,17 @@ async fn access_entry_has_http_request_and_the_traceparent_trace() {
 async fn cloud_trace_context_span_id_is_logged_in_hex() {
     let server = json_server();
     let url = server.url("/nowhere");
-    let response = client()
-        .get(&url)
-        .header(
-            "x-cloud-trace-context",
-            format!("{TRACE}/12345678901234567890;o=0"),
-        )
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .expect("GET /nowhere");
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let reply = send(
+        client()
+            .get(&url)
+            .header(
+                "x-cloud-trace-context",
+                format!("{TRACE}/12345678901234567890;o=0"),
+            )
+            .header("x-forwarded-proto", "https"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
     // Behind Cloud Run's front end the client spoke HTTPS.
     let url = url.replace("http://", "https://");
@@ -167,8 +176,9 @@ async fn cloud_trace_context_span_id_is_logged_in_hex() {
 async fn guest_output_and_host_warnings_carry_the_request_trace() {
     let server = json_server();
     let print = get_in_trace(&server.url("/print")).await;
-    assert_eq!(print.status(), StatusCode::OK);
+    assert_eq!(print.status, StatusCode::OK);
     let trace = format!("projects/{PROJECT}/traces/{TRACE}");
+    let mut request_ids = Vec::new();
     for (message, severity, stream) in [
         ("hello from guest stdout", "INFO", "stdout"),
         ("hello from guest stderr", "WARNING", "stderr"),
@@ -182,27 +192,32 @@ async fn guest_output_and_host_warnings_carry_the_request_trace() {
             output["logging.googleapis.com/spanId"], "00f067aa0ba902b7",
             "{output}"
         );
+        request_ids.push(output["request_id"].as_u64().expect("a numeric request_id"));
     }
+    assert_eq!(
+        request_ids[0], request_ids[1],
+        "both lines come from one request"
+    );
 
     // A trap: the host's own warning joins the trace, and the access entry is an ERROR.
     let other_trace = "0af7651916cd43dd8448eb211c80319c";
     let url = server.url("/trap");
-    let trap = client()
-        .get(&url)
-        .header(
-            "traceparent",
-            format!("00-{other_trace}-b7ad6b7169203331-00"),
-        )
-        .send()
-        .await
-        .expect("GET /trap");
-    assert_eq!(trap.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let trap = send(client().get(&url).header(
+        "traceparent",
+        format!("00-{other_trace}-b7ad6b7169203331-00"),
+    ))
+    .await;
+    assert_eq!(trap.status, StatusCode::INTERNAL_SERVER_ERROR);
     let warning = entry(&server, |entry| {
         entry["message"]
             .as_str()
             .is_some_and(|message| message.starts_with("guest failed"))
     });
     assert_eq!(warning["severity"], "WARNING");
+    let trap_id = warning["request_id"]
+        .as_u64()
+        .expect("a numeric request_id");
+    assert_ne!(trap_id, request_ids[0], "another request, another id");
     assert_eq!(
         warning["logging.googleapis.com/trace"],
         format!("projects/{PROJECT}/traces/{other_trace}")
@@ -217,14 +232,14 @@ async fn malformed_trace_headers_are_ignored_and_never_echoed() {
     let bad_traceparent = format!("00-{TRACE}-00f067aa0ba902b7-01-injected");
     let bad_cloud_trace = "not-a-trace/123;o=1";
     let url = server.url("/echo");
-    let response = client()
-        .get(&url)
-        .header("traceparent", &bad_traceparent)
-        .header("x-cloud-trace-context", bad_cloud_trace)
-        .send()
-        .await
-        .expect("GET /echo");
-    assert_eq!(response.status(), StatusCode::OK);
+    let reply = send(
+        client()
+            .get(&url)
+            .header("traceparent", &bad_traceparent)
+            .header("x-cloud-trace-context", bad_cloud_trace),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
     let access = access_entry(&server, &url);
     let keys: Vec<&String> = access.as_object().unwrap().keys().collect();
     assert!(
@@ -263,11 +278,26 @@ async fn without_a_project_the_trace_field_is_the_bare_trace_id() {
     );
 }
 
+/// The log of `server` once it has answered `GET /print` twice on one connection and
+/// logged the second one's output. The first response's access entry, if any, is
+/// written as its body ends, before the connection reads the second request.
+async fn log_after_two_prints(server: &TestServer) -> String {
+    let http = client();
+    for _ in 0..2 {
+        let reply = send(http.get(server.url("/print"))).await;
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, "printed"));
+    }
+    wait_for(Duration::from_secs(5), || {
+        let log = server.log();
+        (log.matches("hello from guest stdout").count() == 2).then_some(log)
+    })
+    .unwrap_or_else(|| panic!("the second print was not logged:\n{}", server.log()))
+}
+
 #[tokio::test]
 async fn on_cloud_run_logs_are_json_without_being_asked() {
     let server = TestServer::start_with_env(&guests().testbed, &[], &[("K_SERVICE", "shop")]);
-    let url = server.url("/print");
-    client().get(&url).send().await.expect("GET /print");
+    let log = log_after_two_prints(&server).await;
     let printed = entry(&server, |entry| {
         entry["message"] == "hello from guest stdout"
     });
@@ -279,11 +309,20 @@ async fn on_cloud_run_logs_are_json_without_being_asked() {
     });
     assert_eq!(listening["severity"], "INFO");
     // The access log is off unless asked for.
-    assert!(
-        !server.log().contains("wasi_host::access"),
-        "{}",
-        server.log()
+    assert!(!log.contains("wasi_host::access"), "{log}");
+
+    // Asked for, the first request's entry is in the log by the same point.
+    let asked = TestServer::start_with_env(
+        &guests().testbed,
+        &["--access-log"],
+        &[("K_SERVICE", "shop")],
     );
+    let log = log_after_two_prints(&asked).await;
+    let before_second_print = log
+        .rsplit_once("hello from guest stdout")
+        .expect("printed")
+        .0;
+    assert!(before_second_print.contains("wasi_host::access"), "{log}");
 
     // An explicit choice wins over the platform's.
     let text = TestServer::start_with_env(
@@ -292,6 +331,67 @@ async fn on_cloud_run_logs_are_json_without_being_asked() {
         &[("K_SERVICE", "shop")],
     );
     assert!(!text.log().trim_start().starts_with('{'), "{}", text.log());
+}
+
+#[tokio::test]
+async fn probe_requests_are_not_in_the_access_log() {
+    let server = json_server();
+    // On one connection: the probe's response is over before the next request is read,
+    // so once that request's entry is written, the probe's would have been.
+    let http = client();
+    let probe = send(http.get(server.url("/.well-known/wasi-host/health"))).await;
+    assert_eq!((probe.status, probe.text()), (StatusCode::OK, "ok\n"));
+    let url = server.url("/build");
+    let next = send(http.get(&url)).await;
+    assert_eq!((next.status, next.text()), (StatusCode::OK, "v1"));
+    access_entry(&server, &url);
+    let logged: Vec<Value> = entries(&server)
+        .into_iter()
+        .filter(|entry| entry["target"] == "wasi_host::access")
+        .collect();
+    assert_eq!(logged.len(), 1, "only /build is logged: {logged:?}");
+}
+
+#[tokio::test]
+async fn a_guest_cannot_forge_host_entries() {
+    let server = json_server();
+    assert_get(&server, "/print-forged", StatusCode::OK, "printed").await;
+    let url = server.url("/print-forged");
+    access_entry(&server, &url);
+    // Each line the guest wrote is only the message of an entry of the guest's.
+    for line in [FORGED_ENTRY, FORGED_TEXT_LINE] {
+        let output = entry(&server, |entry| entry["message"] == line);
+        assert_eq!(output["target"], "guest", "{output}");
+        assert_eq!(output["severity"], "INFO", "{output}");
+        assert_eq!(output["stream"], "stdout", "{output}");
+    }
+    let all = entries(&server);
+    assert!(
+        !all.iter().any(|entry| entry["message"] == "forged entry"),
+        "{all:?}"
+    );
+    let access: Vec<&Value> = all
+        .iter()
+        .filter(|entry| entry["target"] == "wasi_host::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["httpRequest"]["status"], 200);
+
+    // In text the line follows the host's own fields, never in their place.
+    let text = TestServer::start_with(&guests().testbed, &["--log-format", "text"]);
+    assert_get(&text, "/print-forged", StatusCode::OK, "printed").await;
+    text.assert_logged("forged line");
+    let log = text.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("forged line"))
+        .expect("logged");
+    assert_ne!(line, FORGED_TEXT_LINE);
+    assert!(line.contains("guest"), "{line}");
+    assert!(
+        !log.lines().any(|line| line.starts_with("1999-01-01")),
+        "{log}"
+    );
 }
 
 #[test]

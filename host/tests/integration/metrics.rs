@@ -6,23 +6,23 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::util::{TestServer, client, guests, run_host, serve_refused};
+use crate::util::{TestServer, client, get, guests, run_host, send, serve_refused};
 
 /// The metrics URL the server logged.
 pub fn metrics_url(server: &TestServer) -> String {
     server.logged_after("serving metrics at ")
 }
 
-async fn scrape(url: &str) -> String {
-    let response = client().get(url).send().await.expect("GET /metrics");
-    assert_eq!(response.status(), StatusCode::OK);
+pub async fn scrape(url: &str) -> String {
+    let reply = send(client().get(url)).await;
+    assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
-        response.headers()["content-type"],
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        reply.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
-    let text = response.text().await.expect("body");
+    let text = reply.text();
     assert!(text.ends_with("# EOF\n"), "{text}");
-    text
+    text.to_owned()
 }
 
 /// The value of the sample written exactly as `series` (name and labels).
@@ -49,78 +49,64 @@ pub async fn assert_sample(url: &str, series: &str, value: f64) {
     }
 }
 
-async fn get(server: &TestServer, path: &str) -> StatusCode {
-    client()
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("GET {path}: {error}"))
-        .status()
-}
-
 #[tokio::test]
 async fn requests_failures_and_generation_are_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let component = dir.path().join("app.wasm");
     std::fs::copy(&guests().testbed, &component).expect("copy guest");
-    let mut server = TestServer::start_with(&component, &["--metrics-addr", "127.0.0.1:0"]);
+    let mut server = TestServer::start_with(
+        &component,
+        &["--metrics-addr", "127.0.0.1:0", "--request-timeout", "1s"],
+    );
     let url = metrics_url(&server);
-    for _ in 0..3 {
-        assert_eq!(get(&server, "/echo").await, StatusCode::OK);
+    for (path, expected) in [
+        ("/echo", StatusCode::OK),
+        ("/echo", StatusCode::OK),
+        ("/echo", StatusCode::OK),
+        ("/nope", StatusCode::NOT_FOUND),
+        ("/trap", StatusCode::INTERNAL_SERVER_ERROR),
+        ("/no-response", StatusCode::INTERNAL_SERVER_ERROR),
+        ("/sleep?ms=60000", StatusCode::GATEWAY_TIMEOUT),
+        // Probes are the platform's, not traffic: not counted.
+        ("/.well-known/wasi-host/health", StatusCode::OK),
+    ] {
+        assert_eq!(get(&server, path).await.status, expected, "{path}");
     }
-    assert_eq!(get(&server, "/nope").await, StatusCode::NOT_FOUND);
-    assert_eq!(
-        get(&server, "/trap").await,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    assert_eq!(
-        get(&server, "/no-response").await,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    // Probes are the platform's, not traffic: not counted.
-    assert_eq!(
-        get(&server, "/.well-known/wasi-host/health").await,
-        StatusCode::OK
-    );
 
-    assert_sample(&url, "wasi_host_requests_total{status_class=\"2xx\"}", 3.0).await;
-    let text = scrape(&url).await;
+    // Each series is waited for: any response's metrics may trail its client's read.
     for (series, value) in [
+        ("wasi_host_requests_total{status_class=\"2xx\"}", 3.0),
         ("wasi_host_requests_total{status_class=\"3xx\"}", 0.0),
         ("wasi_host_requests_total{status_class=\"4xx\"}", 1.0),
-        ("wasi_host_requests_total{status_class=\"5xx\"}", 2.0),
+        ("wasi_host_requests_total{status_class=\"5xx\"}", 3.0),
         (
             "wasi_host_request_duration_seconds_count{status_class=\"2xx\"}",
             3.0,
         ),
         (
             "wasi_host_request_duration_seconds_count{status_class=\"5xx\"}",
-            2.0,
+            3.0,
         ),
         (
             "wasi_host_request_duration_seconds_bucket{le=\"+Inf\",status_class=\"4xx\"}",
             1.0,
         ),
-        ("wasi_host_instantiation_duration_seconds_count", 6.0),
+        ("wasi_host_instantiation_duration_seconds_count", 7.0),
         ("wasi_host_guest_failures_total{kind=\"trap\"}", 1.0),
         ("wasi_host_guest_failures_total{kind=\"no_response\"}", 1.0),
-        ("wasi_host_guest_failures_total{kind=\"timeout\"}", 0.0),
+        ("wasi_host_guest_failures_total{kind=\"timeout\"}", 1.0),
         ("wasi_host_guest_failures_total{kind=\"error_code\"}", 0.0),
         ("wasi_host_requests_in_flight", 0.0),
         ("wasi_host_component_generation", 1.0),
     ] {
-        assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+        assert_sample(&url, series, value).await;
     }
 
     // Only /metrics, only read.
-    let other = client()
-        .get(url.replace("/metrics", "/other"))
-        .send()
-        .await
-        .expect("GET /other");
-    assert_eq!(other.status(), StatusCode::NOT_FOUND);
-    let post = client().post(&url).send().await.expect("POST /metrics");
-    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let other = send(client().get(url.replace("/metrics", "/other"))).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    let post = send(client().post(&url)).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
 
     // A swap shows in the generation.
     std::fs::copy(&guests().testbed_v2, &component).expect("replace guest");
@@ -149,18 +135,17 @@ async fn rejections_by_reason_and_requests_in_flight() {
         ],
     );
     let url = metrics_url(&server);
-    let slow = tokio::spawn(client().get(server.url("/sleep?ms=3000")).send());
+    let slow = tokio::spawn(send(client().get(server.url("/sleep?ms=3000"))));
     assert_sample(&url, "wasi_host_requests_in_flight", 1.0).await;
 
     // One request waits in the queue and times out; the other finds the queue full.
     let (first, second) = tokio::join!(get(&server, "/echo"), async {
-        // Let the first take the queue's one place.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Once the first holds the queue's one place (queued requests are in flight).
+        assert_sample(&url, "wasi_host_requests_in_flight", 2.0).await;
         get(&server, "/echo").await
     });
-    assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(second, StatusCode::SERVICE_UNAVAILABLE);
-    let text = scrape(&url).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE);
     for (series, value) in [
         (
             "wasi_host_admission_rejections_total{reason=\"queue_full\"}",
@@ -173,12 +158,11 @@ async fn rejections_by_reason_and_requests_in_flight() {
         ("wasi_host_requests_total{status_class=\"5xx\"}", 2.0),
         ("wasi_host_requests_in_flight", 1.0),
     ] {
-        assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+        assert_sample(&url, series, value).await;
     }
 
-    let slow = slow.await.expect("join").expect("slow request");
-    assert_eq!(slow.status(), StatusCode::OK);
-    assert_eq!(slow.text().await.expect("body"), "slept");
+    let slow = slow.await.expect("join");
+    assert_eq!((slow.status, slow.text()), (StatusCode::OK, "slept"));
     assert_sample(&url, "wasi_host_requests_in_flight", 0.0).await;
     assert_sample(&url, "wasi_host_requests_total{status_class=\"2xx\"}", 1.0).await;
 }

@@ -1,7 +1,8 @@
 //! Components pulled from an OCI registry: a real registry (Debian's `docker-registry`)
-//! on 127.0.0.1, components pushed to it with `wkg oci push`, and the real binary pulling
-//! them at startup, on SIGHUP and on an admin request. `scripts/setup.sh` installs both
-//! tools; without them these tests are skipped, saying so (and fail in CI).
+//! on 127.0.0.1, components pushed to it in the layout `wkg oci push` writes (by a small
+//! client here, and once by `wkg` itself, to prove the two agree), and the real binary
+//! pulling them at startup, on SIGHUP and on an admin request. `scripts/setup.sh`
+//! installs both tools; without them these tests fail, saying how to install them.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,18 +10,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
+use serde_json::{Value, json};
 
 use crate::swap::{
     Build, TOKEN, active_version, assert_swapped_to, start_with_admin, version_json,
 };
 use crate::util::{
-    TestServer, assert_hello, client, guests, in_ci, report_skipped, serve_refused, tool_runs,
-    wait_for,
+    TestServer, assert_hello, client, guests, send, serve_refused, sha256_hex, sha256_of,
+    tool_runs, wait_for,
 };
 
 /// The Wasm artifact's media types, as `wkg oci push` writes them.
 const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+const WASM_LAYER: &str = "application/wasm";
+
+/// The media type of the manifests pushed here, and of those `wkg` pushes.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The `wkg` release `scripts/setup.sh` installs.
+const WKG_VERSION: &str = "0.16.1";
 
 /// A registry serving the distribution API on 127.0.0.1 with storage in a temporary
 /// folder; stopped when dropped.
@@ -32,18 +40,13 @@ struct LocalRegistry {
 }
 
 impl LocalRegistry {
-    /// Starts a registry, or returns `None` (after saying why) when the tools these
-    /// tests need are missing outside CI.
-    fn start(test: &str) -> Option<Self> {
-        if let Some(missing) = ["docker-registry", "wkg"]
-            .into_iter()
-            .find(|tool| !tool_runs(tool))
-        {
-            let why = format!("`{missing}` is not installed (scripts/setup.sh installs it)");
-            assert!(!in_ci(), "{test}: {why}");
-            report_skipped(test, &why);
-            return None;
-        }
+    /// Starts a registry; fails, saying how to install it, without `docker-registry`.
+    fn start() -> Self {
+        assert!(
+            tool_runs("docker-registry"),
+            "`docker-registry` is not installed: scripts/setup.sh installs it \
+             (`apt-get install docker-registry` on Debian)"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let host = format!("127.0.0.1:{}", free_port());
         let config = dir.path().join("config.yml");
@@ -72,7 +75,7 @@ impl LocalRegistry {
             "the registry did not start on {}",
             registry.host
         );
-        Some(registry)
+        registry
     }
 
     /// `oci://127.0.0.1:PORT/NAME`.
@@ -80,8 +83,111 @@ impl LocalRegistry {
         format!("oci://{}/{name}", self.host)
     }
 
+    /// `http://127.0.0.1:PORT/v2/NAME/PATH`: a call of the distribution API.
+    fn api(&self, name: &str, path: &str) -> String {
+        format!("http://{}/v2/{name}/{path}", self.host)
+    }
+
+    /// Pushes `component` as `NAME:TAG` in the layout `wkg oci push` writes: an OCI image
+    /// manifest whose config is a Wasm config and whose one layer is the component.
+    /// Returns the manifest's digest.
+    async fn push(&self, name_and_tag: &str, component: &Path) -> String {
+        let (name, tag) = name_and_tag.split_once(':').expect("NAME:TAG");
+        let bytes = std::fs::read(component).expect("read the component");
+        // What wkg writes, less the component's imports and exports: the host reads only
+        // the media types.
+        let config = json!({
+            "created": "2026-01-01T00:00:00Z",
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": [format!("sha256:{}", sha256_hex(&bytes))],
+        });
+        self.push_manifest(
+            name,
+            tag,
+            (WASM_CONFIG, config.to_string().as_bytes()),
+            (WASM_LAYER, &bytes),
+        )
+        .await
+    }
+
+    /// Pushes a container image (an OCI image config and a tar layer) as `NAME:TAG`.
+    async fn push_container_image(&self, name: &str, tag: &str) {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        self.push_manifest(
+            name,
+            tag,
+            ("application/vnd.oci.image.config.v1+json", config),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                b"not really a tarball",
+            ),
+        )
+        .await;
+    }
+
+    /// Pushes the `config` blob and the `layer` blob, each as (media type, bytes), and a
+    /// manifest naming them as `NAME:TAG`; returns the manifest's digest.
+    async fn push_manifest(
+        &self,
+        name: &str,
+        tag: &str,
+        config: (&str, &[u8]),
+        layer: (&str, &[u8]),
+    ) -> String {
+        let descriptor = |(media_type, bytes): (&str, &[u8]), digest: String| json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() });
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(config, self.push_blob(name, config.1).await),
+            "layers": [descriptor(layer, self.push_blob(name, layer.1).await)],
+        })
+        .to_string();
+        let digest = format!("sha256:{}", sha256_hex(manifest.as_bytes()));
+        let reply = send(
+            client()
+                .put(self.api(name, &format!("manifests/{tag}")))
+                .header("content-type", OCI_MANIFEST)
+                .body(manifest),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "manifest push");
+        assert_eq!(reply.header("docker-content-digest"), Some(digest.as_str()));
+        digest
+    }
+
+    /// Uploads `bytes` as a blob of repository `name` (a monolithic upload: POST, then
+    /// PUT with the digest); returns its digest.
+    async fn push_blob(&self, name: &str, bytes: &[u8]) -> String {
+        let digest = format!("sha256:{}", sha256_hex(bytes));
+        let started = send(client().post(self.api(name, "blobs/uploads/"))).await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "upload start");
+        let location = started.header("location").expect("an upload location");
+        let location = if location.starts_with('/') {
+            format!("http://{}{location}", self.host)
+        } else {
+            location.to_owned()
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let finished = send(
+            client()
+                .put(format!("{location}{separator}digest={digest}"))
+                .body(bytes.to_vec()),
+        )
+        .await;
+        assert_eq!(finished.status, StatusCode::CREATED, "upload finish");
+        digest
+    }
+
     /// Pushes `component` as `NAME:TAG` with `wkg oci push`; returns the manifest digest.
-    fn push(&self, name: &str, component: &Path) -> String {
+    fn push_with_wkg(&self, name: &str, component: &Path) -> String {
+        let version = Command::new("wkg").arg("--version").output();
+        assert!(
+            version.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(WKG_VERSION)),
+            "wkg {WKG_VERSION} is not installed: `cargo install wkg --version {WKG_VERSION} \
+             --locked` (scripts/setup.sh does; it compiles for about seven minutes)"
+        );
         let target = format!("{}/{name}", self.host);
         let output = Command::new("wkg")
             .args(["oci", "push", "--insecure", &self.host, &target])
@@ -105,6 +211,18 @@ impl LocalRegistry {
             .to_owned()
     }
 
+    /// The manifest `NAME@DIGEST` (or `NAME:TAG`), as the registry holds it.
+    async fn manifest(&self, name: &str, reference: &str) -> Value {
+        let reply = send(
+            client()
+                .get(self.api(name, &format!("manifests/{reference}")))
+                .header("accept", OCI_MANIFEST),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        serde_json::from_slice(&reply.body).expect("manifest JSON")
+    }
+
     /// Where the registry stores the blob `digest` (`sha256:HEX`).
     fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
@@ -114,64 +232,6 @@ impl LocalRegistry {
             .join(&hex[..2])
             .join(hex)
             .join("data")
-    }
-
-    /// Pushes a container image (an OCI image config and a tar layer) as `NAME:TAG`,
-    /// straight through the distribution API.
-    async fn push_container_image(&self, name: &str, tag: &str) {
-        let config =
-            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let layer = b"not really a tarball";
-        let config_digest = self.push_blob(name, config).await;
-        let layer_digest = self.push_blob(name, layer).await;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config.len(),
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": layer_digest,
-                "size": layer.len(),
-            }],
-        });
-        let response = client()
-            .put(format!("http://{}/v2/{name}/manifests/{tag}", self.host))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest.to_string())
-            .send()
-            .await
-            .expect("PUT manifest");
-        assert_eq!(response.status(), StatusCode::CREATED, "manifest push");
-    }
-
-    async fn push_blob(&self, name: &str, bytes: &[u8]) -> String {
-        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
-        let http = client();
-        let started = http
-            .post(format!("http://{}/v2/{name}/blobs/uploads/", self.host))
-            .send()
-            .await
-            .expect("start upload");
-        assert_eq!(started.status(), StatusCode::ACCEPTED, "upload start");
-        let location = started.headers()["location"].to_str().expect("location");
-        let location = if location.starts_with('/') {
-            format!("http://{}{location}", self.host)
-        } else {
-            location.to_owned()
-        };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let finished = http
-            .put(format!("{location}{separator}digest={digest}"))
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .expect("finish upload");
-        assert_eq!(finished.status(), StatusCode::CREATED, "upload finish");
-        digest
     }
 }
 
@@ -188,10 +248,6 @@ fn free_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
-fn sha256_of(path: &Path) -> String {
-    format!("{:x}", Sha256::digest(std::fs::read(path).expect("read")))
-}
-
 /// `serve REFERENCE` with `flags` must refuse to start, with one error line naming
 /// `names` (the reference) and saying `reason`.
 fn assert_refused(reference: &str, flags: &[&str], names: &str, reason: &str) {
@@ -204,11 +260,8 @@ fn assert_refused(reference: &str, flags: &[&str], names: &str, reason: &str) {
 
 #[tokio::test]
 async fn serves_a_component_pulled_by_tag_and_by_digest() {
-    let Some(registry) = LocalRegistry::start("serves_a_component_pulled_by_tag_and_by_digest")
-    else {
-        return;
-    };
-    let hello_digest = registry.push("hello:v1", &guests().hello);
+    let registry = LocalRegistry::start();
+    let hello_digest = registry.push("hello:v1", &guests().hello).await;
     let insecure = ["--insecure-registry", registry.host.as_str()];
 
     let by_tag = registry.reference("hello:v1");
@@ -223,7 +276,7 @@ async fn serves_a_component_pulled_by_tag_and_by_digest() {
     ));
     drop(server);
 
-    let testbed_digest = registry.push("testbed:v1", Build::V1.file());
+    let testbed_digest = registry.push("testbed:v1", Build::V1.file()).await;
     for reference in [
         registry.reference(&format!("testbed@{testbed_digest}")),
         registry.reference(&format!("testbed:v1@{testbed_digest}")),
@@ -236,10 +289,8 @@ async fn serves_a_component_pulled_by_tag_and_by_digest() {
 
 #[tokio::test]
 async fn refuses_to_start_on_what_it_cannot_pull() {
-    let Some(registry) = LocalRegistry::start("refuses_to_start_on_what_it_cannot_pull") else {
-        return;
-    };
-    let digest = registry.push("testbed:v1", Build::V1.file());
+    let registry = LocalRegistry::start();
+    let digest = registry.push("testbed:v1", Build::V1.file()).await;
     let host = registry.host.as_str();
     let insecure = ["--insecure-registry", host];
     let missing = "no such repository, tag or digest in the registry";
@@ -291,16 +342,7 @@ async fn refuses_to_start_on_what_it_cannot_pull() {
     );
 
     // Bytes changed behind the registry's back: served under the old digest, refused.
-    let manifest = client()
-        .get(format!("http://{host}/v2/testbed/manifests/{digest}"))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .expect("GET manifest")
-        .bytes()
-        .await
-        .expect("manifest");
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+    let manifest = registry.manifest("testbed", &digest).await;
     let layer = manifest["layers"][0]["digest"]
         .as_str()
         .expect("layer digest");
@@ -319,17 +361,15 @@ async fn refuses_to_start_on_what_it_cannot_pull() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_pulls_the_tag_again_and_swaps_when_it_names_new_bytes() {
-    let Some(registry) = LocalRegistry::start("sighup_pulls_the_tag_again") else {
-        return;
-    };
-    registry.push("testbed:live", Build::V1.file());
+    let registry = LocalRegistry::start();
+    registry.push("testbed:live", Build::V1.file()).await;
     let live = registry.reference("testbed:live");
     let (server, admin) =
         start_with_admin(Path::new(&live), &["--insecure-registry", &registry.host]);
     assert_swapped_to(&server, Build::V1).await;
     server.assert_logged("generation 1 has sha256");
 
-    let v2_digest = registry.push("testbed:live", Build::V2.file());
+    let v2_digest = registry.push("testbed:live", Build::V2.file()).await;
     server.signal("HUP");
     assert_swapped_to(&server, Build::V2).await;
     let version = active_version(&admin).await;
@@ -354,46 +394,39 @@ async fn sighup_pulls_the_tag_again_and_swaps_when_it_names_new_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_endpoint_swaps_to_a_new_reference_that_sighup_then_pulls() {
-    let Some(registry) = LocalRegistry::start("the_admin_endpoint_swaps_to_a_new_reference") else {
-        return;
-    };
-    registry.push("testbed:v1", Build::V1.file());
-    let v2_digest = registry.push("testbed:v2", Build::V2.file());
+    let registry = LocalRegistry::start();
+    registry.push("testbed:v1", Build::V1.file()).await;
+    let v2_digest = registry.push("testbed:v2", Build::V2.file()).await;
     let (server, admin) = start_with_admin(
         Path::new(&registry.reference("testbed:v1")),
         &["--insecure-registry", &registry.host],
     );
     let put = |body: String| {
-        client()
-            .put(&admin)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        send(
+            client()
+                .put(&admin)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body),
+        )
     };
 
     let v2 = registry.reference("testbed:v2");
-    let response = put(serde_json::json!({ "reference": v2 }).to_string())
-        .await
-        .expect("PUT reference");
-    assert_eq!(response.status(), StatusCode::OK);
-    let version = version_json(response).await;
+    let reply = put(json!({ "reference": v2 }).to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let version = version_json(&reply);
     assert_eq!(version["generation"], 2);
     assert_eq!(version["origin"], format!("{v2}@{v2_digest}"));
     assert_swapped_to(&server, Build::V2).await;
     server.assert_logged("NewReference");
 
     // Not a reference, and a reference to nothing: refused, nothing changes.
-    let response = put(r#"{"reference": "testbed.wasm"}"#.to_owned())
-        .await
-        .expect("PUT");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let reply = put(r#"{"reference": "testbed.wasm"}"#.to_owned()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let absent = registry.reference("testbed:absent");
-    let response = put(serde_json::json!({ "reference": absent }).to_string())
-        .await
-        .expect("PUT");
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let message = response.text().await.expect("body");
+    let reply = put(json!({ "reference": absent }).to_string()).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = reply.text();
     assert!(
         message.contains("the old version keeps serving"),
         "{message}"
@@ -402,7 +435,7 @@ async fn the_admin_endpoint_swaps_to_a_new_reference_that_sighup_then_pulls() {
 
     // SIGHUP pulls the reference the admin endpoint set, not the one the host started
     // with (nor the rejected one).
-    registry.push("testbed:v2", Build::V1.file());
+    registry.push("testbed:v2", Build::V1.file()).await;
     server.signal("HUP");
     assert_swapped_to(&server, Build::V1).await;
     let version = active_version(&admin).await;
@@ -413,4 +446,29 @@ async fn the_admin_endpoint_swaps_to_a_new_reference_that_sighup_then_pulls() {
             .is_some_and(|origin| origin.starts_with(&format!("{v2}@sha256:"))),
         "{version}"
     );
+}
+
+#[tokio::test]
+async fn a_component_pushed_with_wkg_is_served() {
+    let registry = LocalRegistry::start();
+    let digest = registry.push_with_wkg("hello:v1", &guests().hello);
+    // wkg's layout is the one the tests' own pushes write.
+    let manifest = registry.manifest("hello", &digest).await;
+    assert_eq!(manifest["mediaType"], OCI_MANIFEST, "{manifest}");
+    assert_eq!(manifest["config"]["mediaType"], WASM_CONFIG, "{manifest}");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1, "{manifest}");
+    assert_eq!(layers[0]["mediaType"], WASM_LAYER, "{manifest}");
+    assert_eq!(
+        layers[0]["digest"],
+        format!("sha256:{}", sha256_of(&guests().hello))
+    );
+
+    let by_tag = registry.reference("hello:v1");
+    let server = TestServer::start_with(
+        Path::new(&by_tag),
+        &["--insecure-registry", registry.host.as_str()],
+    );
+    assert_hello(&server).await;
+    server.assert_logged(&format!("serving generation 1: `{by_tag}@{digest}`"));
 }

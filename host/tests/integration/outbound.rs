@@ -17,21 +17,24 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::util::{TestServer, client, guests, serve_refused};
+use crate::util::{Reply, TestServer, assert_still_serving, client, guests, send, serve_refused};
 
 /// What the upstream answers.
 #[derive(Clone, Copy)]
-pub enum Reply {
+pub enum UpstreamReply {
     /// `200` with [`UPSTREAM_BODY`].
     Hello,
-    /// [`Reply::Hello`] after a pause.
+    /// [`UpstreamReply::Hello`] after a pause.
     After(Duration),
     /// `200` with `len` bytes of [`pattern`], chunked unless `declared`.
     Large { len: usize, declared: bool },
     /// `200` at once, then one byte every 100 ms, forever.
     Trickle,
+    /// [`UpstreamReply::Hello`] with these headers.
+    WithHeaders(&'static [(&'static str, &'static str)]),
 }
 
 pub const UPSTREAM_BODY: &str = "hello from upstream";
@@ -44,7 +47,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub async fn start(reply: Reply) -> Self {
+    pub async fn start(reply: UpstreamReply) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -94,14 +97,14 @@ impl Upstream {
     }
 }
 
-async fn respond(reply: Reply) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+async fn respond(reply: UpstreamReply) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let body = match reply {
-        Reply::Hello => Full::new(Bytes::from(UPSTREAM_BODY)).boxed(),
-        Reply::After(pause) => {
+        UpstreamReply::Hello => Full::new(Bytes::from(UPSTREAM_BODY)).boxed(),
+        UpstreamReply::After(pause) => {
             tokio::time::sleep(pause).await;
             Full::new(Bytes::from(UPSTREAM_BODY)).boxed()
         }
-        Reply::Large { len, declared } => {
+        UpstreamReply::Large { len, declared } => {
             let bytes = Bytes::from(pattern(len));
             if declared {
                 Full::new(bytes).boxed()
@@ -112,12 +115,21 @@ async fn respond(reply: Reply) -> Result<Response<BoxBody<Bytes, Infallible>>, I
                 StreamBody::new(futures_util::stream::iter(chunks)).boxed()
             }
         }
-        Reply::Trickle => {
+        UpstreamReply::Trickle => {
             let bytes = futures_util::stream::unfold((), |()| async {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 Some((Ok(Frame::data(Bytes::from_static(b"."))), ()))
             });
             StreamBody::new(bytes).boxed()
+        }
+        UpstreamReply::WithHeaders(headers) => {
+            let mut response = Response::new(Full::new(Bytes::from(UPSTREAM_BODY)).boxed());
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .insert(*name, http::HeaderValue::from_static(value));
+            }
+            return Ok(response);
         }
     };
     Ok(Response::new(body))
@@ -127,25 +139,22 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// Calls `/fetch?QUERY` with extra request headers; returns the status and the body.
-async fn fetch_with(
-    server: &TestServer,
-    query: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, Vec<u8>) {
+/// Calls `/fetch?QUERY` with extra request headers.
+async fn fetch_with(server: &TestServer, query: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = client().get(server.url(&format!("/fetch?{query}")));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.expect("GET /fetch");
-    let status = response.status();
-    (status, response.bytes().await.expect("body").to_vec())
+    send(request).await
 }
 
 /// Calls `/fetch?QUERY` and returns the status and the body as text.
 async fn fetch_query(server: &TestServer, query: &str) -> (StatusCode, String) {
-    let (status, body) = fetch_with(server, query, &[]).await;
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let reply = fetch_with(server, query, &[]).await;
+    (
+        reply.status,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    )
 }
 
 /// Asks the guest to fetch `url` and returns the status and the body as text.
@@ -162,7 +171,7 @@ async fn assert_fails(server: &TestServer, url: &str, failure: &str) {
 
 #[tokio::test]
 async fn denied_by_default_and_logged_with_the_request() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let server = TestServer::start(&guests().testbed);
     server.assert_logged("outbound: denied (no --allow-outbound)");
 
@@ -189,17 +198,12 @@ async fn denied_by_default_and_logged_with_the_request() {
         (status, body.as_str()),
         (StatusCode::BAD_GATEWAY, "ErrorCode::HttpRequestDenied")
     );
-    let echo = client()
-        .get(server.url("/echo"))
-        .send()
-        .await
-        .expect("GET /echo");
-    assert_eq!(echo.status(), StatusCode::OK);
+    assert_still_serving(&server).await;
 }
 
 #[tokio::test]
 async fn an_allowed_origin_is_reached_end_to_end() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let allow = upstream.origin();
     let server = TestServer::start_with(&guests().testbed, &["--allow-outbound", &allow]);
     server.assert_logged(&format!(
@@ -215,7 +219,7 @@ async fn an_allowed_origin_is_reached_end_to_end() {
 
 #[tokio::test]
 async fn the_environment_variable_allows_a_list_of_origins() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let allow = format!("https://api.example.com,{}", upstream.origin());
     let server = TestServer::start_with_env(
         &guests().testbed,
@@ -234,8 +238,8 @@ async fn the_environment_variable_allows_a_list_of_origins() {
 
 #[tokio::test]
 async fn another_port_or_scheme_is_refused() {
-    let upstream = Upstream::start(Reply::Hello).await;
-    let other = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
+    let other = Upstream::start(UpstreamReply::Hello).await;
     let server =
         TestServer::start_with(&guests().testbed, &["--allow-outbound", &upstream.origin()]);
 
@@ -249,7 +253,7 @@ async fn another_port_or_scheme_is_refused() {
 
 #[tokio::test]
 async fn a_wildcard_never_reaches_loopback_or_the_metadata_server() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let server = TestServer::start_with(
         &guests().testbed,
         &[
@@ -304,7 +308,7 @@ async fn a_wildcard_never_reaches_loopback_or_the_metadata_server() {
 
 #[tokio::test]
 async fn a_pattern_naming_the_host_reaches_its_private_address() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let exact = format!("http://upstream.test:{}", upstream.port());
     let server = TestServer::start_with(
         &guests().testbed,
@@ -327,7 +331,7 @@ async fn a_pattern_naming_the_host_reaches_its_private_address() {
 
 #[tokio::test]
 async fn guests_cannot_set_metadata_hop_by_hop_or_host_headers() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let server =
         TestServer::start_with(&guests().testbed, &["--allow-outbound", &upstream.origin()]);
     let url = format!("url={}/", upstream.origin());
@@ -346,10 +350,10 @@ async fn guests_cannot_set_metadata_hop_by_hop_or_host_headers() {
         "http2-settings",
     ] {
         let forward = format!("x-forward-{name}");
-        let (status, body) = fetch_with(&server, &url, &[(forward.as_str(), "Google")]).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{name}");
+        let reply = fetch_with(&server, &url, &[(forward.as_str(), "Google")]).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{name}");
         assert_eq!(
-            String::from_utf8_lossy(&body),
+            reply.text(),
             format!("header {name}: HeaderError::Forbidden")
         );
     }
@@ -359,8 +363,8 @@ async fn guests_cannot_set_metadata_hop_by_hop_or_host_headers() {
         "a refused header sent nothing"
     );
 
-    let (status, _) = fetch_with(&server, &url, &[("x-forward-x-trace", "abc")]).await;
-    assert_eq!(status, StatusCode::OK);
+    let reply = fetch_with(&server, &url, &[("x-forward-x-trace", "abc")]).await;
+    assert_eq!(reply.status, StatusCode::OK);
     let seen = &upstream.requests()[0];
     assert_eq!(seen["x-trace"], "abc");
     assert_eq!(seen["host"], upstream.addr.to_string());
@@ -370,16 +374,58 @@ async fn guests_cannot_set_metadata_hop_by_hop_or_host_headers() {
 #[tokio::test]
 async fn guests_do_not_see_the_metadata_headers_of_incoming_requests() {
     let server = TestServer::start(&guests().testbed);
-    let response = client()
-        .get(server.url("/echo"))
-        .header("x-google-metadata-request", "True")
-        .header("x-kept", "yes")
-        .send()
-        .await
-        .expect("GET /echo");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-kept"], "yes");
-    assert!(!response.headers().contains_key("x-google-metadata-request"));
+    let reply = send(
+        client()
+            .get(server.url("/echo"))
+            .header("x-google-metadata-request", "True")
+            .header("x-kept", "yes"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("x-kept"), Some("yes"));
+    assert_eq!(reply.header("x-google-metadata-request"), None);
+}
+
+#[tokio::test]
+async fn guests_do_not_see_metadata_or_hop_by_hop_headers_of_upstream_responses() {
+    const STRIPPED: [&str; 8] = [
+        "metadata-flavor",
+        "x-google-metadata-request",
+        "keep-alive",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+        "http2-settings",
+    ];
+    let upstream = Upstream::start(UpstreamReply::WithHeaders(&[
+        ("metadata-flavor", "Google"),
+        ("x-google-metadata-request", "True"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-authenticate", "Basic"),
+        ("te", "trailers"),
+        ("trailer", "x-checksum"),
+        ("upgrade", "h2c"),
+        ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+        ("x-kept", "yes"),
+    ]))
+    .await;
+    let server =
+        TestServer::start_with(&guests().testbed, &["--allow-outbound", &upstream.origin()]);
+    let reply = fetch_with(&server, &format!("url={}/", upstream.origin()), &[]).await;
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::OK, UPSTREAM_BODY)
+    );
+    // The testbed passes on each header it saw as `x-upstream-NAME`.
+    assert_eq!(reply.header("x-upstream-x-kept"), Some("yes"));
+    for name in STRIPPED {
+        assert_eq!(
+            reply.header(&format!("x-upstream-{name}")),
+            None,
+            "{name} reached the guest"
+        );
+    }
 }
 
 #[tokio::test]
@@ -411,8 +457,8 @@ async fn connect_timeout() {
 }
 
 #[tokio::test]
-async fn first_byte_timeout() {
-    let upstream = Upstream::start(Reply::After(Duration::from_secs(10))).await;
+async fn first_byte_timeout_which_a_guest_cannot_lengthen() {
+    let upstream = Upstream::start(UpstreamReply::After(Duration::from_secs(10))).await;
     let server = TestServer::start_with(
         &guests().testbed,
         &[
@@ -422,24 +468,29 @@ async fn first_byte_timeout() {
             "500ms",
         ],
     );
-    let started = Instant::now();
-    assert_fails(
-        &server,
-        &upstream.origin(),
-        "ErrorCode::ConnectionReadTimeout",
-    )
-    .await;
-    let elapsed = started.elapsed();
-    assert!(
-        (Duration::from_millis(500)..Duration::from_secs(5)).contains(&elapsed),
-        "{elapsed:?}"
-    );
+    // The guest's own request options ask for no timeout, then for 60 s: the host's
+    // 500 ms holds either way.
+    for query in ["", "first_byte_ms=60000&"] {
+        let started = Instant::now();
+        let (status, body) =
+            fetch_query(&server, &format!("{query}url={}", upstream.origin())).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::BAD_GATEWAY, "ErrorCode::ConnectionReadTimeout"),
+            "{query}"
+        );
+        let elapsed = started.elapsed();
+        assert!(
+            (Duration::from_millis(500)..Duration::from_secs(5)).contains(&elapsed),
+            "{query}: {elapsed:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_guest_may_ask_for_shorter_timeouts() {
-    let silent = Upstream::start(Reply::After(Duration::from_secs(10))).await;
-    let trickle = Upstream::start(Reply::Trickle).await;
+    let silent = Upstream::start(UpstreamReply::After(Duration::from_secs(10))).await;
+    let trickle = Upstream::start(UpstreamReply::Trickle).await;
     let server = TestServer::start_with(
         &guests().testbed,
         &["--allow-outbound", "http://127.0.0.1:*"],
@@ -467,9 +518,46 @@ async fn a_guest_may_ask_for_shorter_timeouts() {
 }
 
 #[tokio::test]
+async fn an_outbound_request_ends_at_the_incoming_requests_deadline() {
+    // An upstream that takes the request, never answers, and notes when the caller
+    // hangs up.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("address"));
+    let hung_up = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buffer = [0u8; 4096];
+        while stream.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+        Instant::now()
+    });
+    // The outbound total timeout stays at its 120 s default.
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &["--allow-outbound", &origin, "--request-timeout", "1s"],
+    );
+    let started = Instant::now();
+    let (status, body) = fetch(&server, &origin).await;
+    let answered = started.elapsed();
+    assert!(
+        status == StatusCode::GATEWAY_TIMEOUT
+            || (status, body.as_str())
+                == (StatusCode::BAD_GATEWAY, "ErrorCode::HttpResponseTimeout"),
+        "{status}: {body}"
+    );
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(5)).contains(&answered),
+        "answered after {answered:?}"
+    );
+    let hung_up = tokio::time::timeout(Duration::from_secs(5), hung_up)
+        .await
+        .expect("the outbound request outlived the incoming one")
+        .expect("upstream task");
+    assert!(hung_up - started < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn total_timeout_before_and_during_the_body() {
-    let silent = Upstream::start(Reply::After(Duration::from_secs(10))).await;
-    let trickle = Upstream::start(Reply::Trickle).await;
+    let silent = Upstream::start(UpstreamReply::After(Duration::from_secs(10))).await;
+    let trickle = Upstream::start(UpstreamReply::Trickle).await;
     let server = TestServer::start_with(
         &guests().testbed,
         &[
@@ -495,12 +583,12 @@ async fn total_timeout_before_and_during_the_body() {
 #[tokio::test]
 async fn response_bodies_stream_up_to_the_limit() {
     const LEN: usize = 3 << 20;
-    let chunked = Upstream::start(Reply::Large {
+    let chunked = Upstream::start(UpstreamReply::Large {
         len: LEN,
         declared: false,
     })
     .await;
-    let declared = Upstream::start(Reply::Large {
+    let declared = Upstream::start(UpstreamReply::Large {
         len: LEN,
         declared: true,
     })
@@ -515,13 +603,12 @@ async fn response_bodies_stream_up_to_the_limit() {
         ],
     );
     for upstream in [&chunked, &declared] {
-        let (status, body) =
-            fetch_with(&generous, &format!("url={}", upstream.origin()), &[]).await;
-        assert_eq!(status, StatusCode::OK);
+        let reply = fetch_with(&generous, &format!("url={}", upstream.origin()), &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
         assert!(
-            body == pattern(LEN),
+            reply.body == pattern(LEN),
             "the body arrived changed ({} bytes)",
-            body.len()
+            reply.body.len()
         );
     }
 
@@ -549,17 +636,12 @@ async fn response_bodies_stream_up_to_the_limit() {
         "body: HTTP response body size exceeds limit: 1048576 bytes",
     )
     .await;
-    let echo = client()
-        .get(strict.url("/echo"))
-        .send()
-        .await
-        .expect("GET /echo");
-    assert_eq!(echo.status(), StatusCode::OK, "the host serves on");
+    assert_still_serving(&strict).await;
 }
 
 #[tokio::test]
 async fn sequential_requests_share_one_connection() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let server =
         TestServer::start_with(&guests().testbed, &["--allow-outbound", &upstream.origin()]);
     for _ in 0..4 {
@@ -576,7 +658,7 @@ async fn sequential_requests_share_one_connection() {
 async fn https_speaks_tls() {
     // A cleartext upstream cannot complete a TLS handshake: the attempt shows that
     // `https` is never sent in the clear.
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let https = format!("https://{}", upstream.addr);
     let server = TestServer::start_with(&guests().testbed, &["--allow-outbound", &https]);
     assert_fails(&server, &https, "ErrorCode::TlsProtocolError").await;

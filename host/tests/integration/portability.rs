@@ -1,23 +1,25 @@
 //! Portability: a component answers the same under `wasmtime serve` as under wasi-host,
 //! so an app built for this host is not tied to it. The comparison needs wasmtime
-//! 48.0.8 on PATH (`cargo install wasmtime-cli --version 48.0.8 --locked`, a long
-//! compile, so CI does not install it); without it the comparison is skipped, saying so.
+//! 48.0.8 on PATH (`scripts/setup.sh core` installs it); without it the tests that
+//! compare fail, saying so.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{HELLO_EXCHANGES, TestServer, answer, guests, report_skipped};
+use crate::util::{HELLO_EXCHANGES, TestServer, answer, guests};
 
 /// The wasmtime release this host embeds, and so the one it is compared with.
 const WASMTIME_VERSION: &str = "48.0.8";
 
-/// `wasmtime serve` serving `component` on 127.0.0.1, or `None` (after saying why) when
-/// wasmtime 48.0.8 is not on PATH.
-pub fn wasmtime_serve(component: &Path) -> Option<TestServer> {
-    let check = format!("portability check of {}", component.display());
+/// `wasmtime serve` serving `component` on 127.0.0.1; fails, saying how to install it,
+/// when wasmtime 48.0.8 is not on PATH.
+pub fn wasmtime_serve(component: &Path) -> TestServer {
     if let Err(why) = wasmtime_on_path() {
-        report_skipped(&check, &why);
-        return None;
+        panic!(
+            "cannot compare {} with `wasmtime serve`: {why}; install wasmtime-cli \
+             {WASMTIME_VERSION} with `scripts/setup.sh core`",
+            component.display()
+        );
     }
     let mut command = Command::new("wasmtime");
     // `-S cli`: toolchain-built guests import wasi:cli besides the proxy world, which
@@ -34,11 +36,7 @@ pub fn wasmtime_serve(component: &Path) -> Option<TestServer> {
             "127.0.0.1:0",
         ])
         .arg(component);
-    Some(TestServer::spawn(
-        command,
-        "wasmtime serve",
-        "Serving HTTP on http://",
-    ))
+    TestServer::spawn(command, "wasmtime serve", "Serving HTTP on http://")
 }
 
 /// Whether `wasmtime` on PATH is the release the comparison needs; if not, why.
@@ -72,9 +70,7 @@ pub async fn assert_same_answers(wasmtime: &TestServer, wasi_host: &TestServer) 
 #[tokio::test]
 async fn hello_answers_the_same_on_wasmtime_serve() {
     let hello = &guests().hello;
-    let Some(wasmtime) = wasmtime_serve(hello) else {
-        return;
-    };
+    let wasmtime = wasmtime_serve(hello);
     let wasi_host = TestServer::start(hello);
     assert_same_answers(&wasmtime, &wasi_host).await;
 }

@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use reqwest::StatusCode;
-
-use crate::util::{TestServer, client, guests, run_host};
+use crate::util::{TestServer, assert_hello, guests, run_host};
 
 /// Copies the hello guest into a fresh directory.
 fn hello_in_tempdir() -> (tempfile::TempDir, PathBuf) {
@@ -33,12 +31,6 @@ fn make_foreign(cwasm: &Path) {
         .expect("engine version in the cwasm");
     bytes[at + 2..at + 4].copy_from_slice(b"47");
     std::fs::write(cwasm, bytes).expect("write cwasm");
-}
-
-async fn assert_hello(server: &TestServer) {
-    let response = client().get(server.url("/")).send().await.expect("GET /");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.expect("body"), "Hello, World!");
 }
 
 #[tokio::test]
@@ -138,4 +130,59 @@ fn compile_refuses_to_overwrite_its_input() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("refusing to overwrite"), "{stderr}");
+}
+
+/// Whether the boolean code setting `name` (a Cranelift ISA flag such as `has_avx2`) is
+/// on in `cwasm`. wasmtime records its settings in the artifact's engine section, in
+/// postcard: the name (a length byte, then its bytes), then `FlagValue::Bool` (variant
+/// 2) and the value.
+fn code_setting(cwasm: &[u8], name: &str) -> bool {
+    let mut entry = vec![u8::try_from(name.len()).expect("a short name")];
+    entry.extend_from_slice(name.as_bytes());
+    let at = cwasm
+        .windows(entry.len())
+        .position(|window| window == entry)
+        .unwrap_or_else(|| panic!("no {name} in the engine settings"));
+    match cwasm[at + entry.len()..][..2] {
+        [2, value] => value == 1,
+        ref other => panic!("{name} is not a boolean setting: {other:?}"),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn compiled_code_targets_the_x86_64_v2_baseline_not_this_cpu() {
+    let (_dir, wasm) = hello_in_tempdir();
+    assert!(compile(&[&wasm]).status.success());
+    let cwasm = std::fs::read(wasm.with_extension("cwasm")).expect("read cwasm");
+    for feature in [
+        "has_sse3",
+        "has_ssse3",
+        "has_sse41",
+        "has_sse42",
+        "has_popcnt",
+        "has_cmpxchg16b",
+    ] {
+        assert!(
+            code_setting(&cwasm, feature),
+            "{feature} is part of x86-64-v2"
+        );
+    }
+    // Beyond the baseline, whatever this machine's CPU has.
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    for (feature, cpu_flag) in [
+        ("has_avx", "avx"),
+        ("has_avx2", "avx2"),
+        ("has_fma", "fma"),
+        ("has_bmi1", "bmi1"),
+        ("has_bmi2", "bmi2"),
+        ("has_lzcnt", "abm"),
+        ("has_avx512f", "avx512f"),
+    ] {
+        let here = cpu.split_whitespace().any(|flag| flag == cpu_flag);
+        assert!(
+            !code_setting(&cwasm, feature),
+            "{feature} is beyond x86-64-v2 (this CPU has it: {here})"
+        );
+    }
 }

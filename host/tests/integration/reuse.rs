@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::logs::entry;
 use crate::metrics::{assert_sample, metrics_url};
-use crate::outbound::{Reply, UPSTREAM_BODY, Upstream, fetch};
+use crate::outbound::{UpstreamReply, UPSTREAM_BODY, Upstream, fetch};
 use crate::swap::{active_version, start_with_admin};
 use crate::util::{TestServer, client, guests};
 
@@ -201,7 +201,7 @@ async fn a_trap_after_the_head_aborts_the_body() {
 
 #[tokio::test]
 async fn outbound_calls_of_wasi_0_3_guests_go_through_the_policy() {
-    let upstream = Upstream::start(Reply::Hello).await;
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let url = format!("{}/hello", upstream.origin());
     let allowed = TestServer::start_with(
         &guests().p3_testbed,

@@ -9,9 +9,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::examples::spin_python;
-use crate::outbound::{Reply, UPSTREAM_BODY, Upstream};
+use crate::outbound::{UpstreamReply, UPSTREAM_BODY, Upstream};
 use crate::swap::{TOKEN, put_component, start_with_admin};
-use crate::util::{TestServer, assert_hello, client, guests, serve_refused, wait_for, workspace};
+use crate::util::{
+    TestServer, assert_hello, client, guests, send, serve_refused, wait_for, workspace,
+};
 
 /// A folder holding a manifest and the files it names.
 struct AppFolder {
@@ -109,14 +111,12 @@ source = {testbed_v2}
 
 /// The status, `x-testbed-build` header and body of `GET path`.
 async fn get(server: &TestServer, path: &str) -> (StatusCode, String, String) {
-    let response = client().get(server.url(path)).send().await.expect("GET");
-    let status = response.status();
-    let build = response
-        .headers()
-        .get("x-testbed-build")
-        .map(|value| value.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, build, response.text().await.expect("body"))
+    let reply = crate::util::get(server, path).await;
+    let build = reply
+        .header("x-testbed-build")
+        .unwrap_or_default()
+        .to_owned();
+    (reply.status, build, reply.text().to_owned())
 }
 
 /// A loopback origin nothing listens on: connecting to it is refused at once.
@@ -145,18 +145,18 @@ async fn a_manifest_with_three_components_routes_each_path_to_its_component() {
         "`/api/...` matches `/api`"
     );
 
-    let response = client()
-        .get(server.url("/users/42/echo?x=1"))
-        .header("spin-path-match-id", "forged")
-        .header("spin-path-match-admin", "true")
-        .send()
-        .await
-        .expect("GET");
-    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    let reply = send(
+        client()
+            .get(server.url("/users/42/echo?x=1"))
+            .header("spin-path-match-id", "forged")
+            .header("spin-path-match-admin", "true"),
+    )
+    .await;
+    let header = |name: &str| reply.header(name).expect(name).to_owned();
     assert_eq!(header("x-testbed-build"), "v1");
     assert_eq!(header("spin-path-match-id"), "42");
     assert!(
-        !response.headers().contains_key("spin-path-match-admin"),
+        reply.header("spin-path-match-admin").is_none(),
         "a client's spin-* headers never reach the component"
     );
     assert_eq!(header("spin-path-info"), "/echo");
@@ -243,13 +243,8 @@ async fn a_path_no_route_matches_gets_404_from_the_host() {
         StatusCode::NOT_FOUND,
         "the hello's own 404"
     );
-    let response = client()
-        .get(server.url("/.well-known/wasi-host/health"))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        response.status(),
+        get(&server, "/.well-known/wasi-host/health").await.0,
         StatusCode::OK,
         "the probe path is the host's"
     );
@@ -289,6 +284,36 @@ fn what_needs_spin_is_refused_at_startup_by_name() {
         (
             "spin_manifest_version = \"1\"\nname = \"a\"\n".to_owned(),
             "version 1 manifest",
+        ),
+        (
+            manifest(
+                "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+                 [[trigger.http]]\nroute = \"/ping\"\n\
+                 static_response = { status_code = 200, body = \"pong\" }",
+                "",
+            ),
+            "route `/ping`: `static_response` is not supported",
+        ),
+        (
+            manifest(
+                "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"",
+                "[component.c.dependencies]\n\"acme:lib/util\" = { path = \"lib.wasm\" }",
+            ),
+            "component `c` uses component dependencies (`dependencies`)",
+        ),
+        (
+            manifest("[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"", "").replace(
+                &format!("source = {testbed}"),
+                "source = { registry = \"ttl.sh\", package = \"acme:app\", version = \"1.0.0\" }",
+            ),
+            "component `c`: registry sources (`acme:app@1.0.0`) are not supported",
+        ),
+        (
+            manifest("[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"", "").replace(
+                &format!("source = {testbed}"),
+                "source = { url = \"https://example.com/c.wasm\", digest = \"sha256:00\" }",
+            ),
+            "component `c`: sources downloaded from a URL (`https://example.com/c.wasm`)",
         ),
     ] {
         let app = AppFolder::new(&text);
@@ -362,9 +387,9 @@ async fn an_application_is_swapped_whole_and_not_by_upload() {
     assert_eq!(get(&server, "/api/build").await.2, "v2");
 
     let testbed = std::fs::read(&guests().testbed).unwrap();
-    let response = put_component(&admin, Some(TOKEN), testbed).await;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(response.text().await.unwrap().contains("Spin application"));
+    let reply = put_component(&admin, Some(TOKEN), testbed).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text().contains("Spin application"));
 }
 
 #[tokio::test]
@@ -409,10 +434,8 @@ fn spin_python_app(component: &Path, origin: &str) -> AppFolder {
 
 #[tokio::test]
 async fn a_spin_4_sdk_app_reads_its_variables_from_the_environment_and_calls_out() {
-    let Some(component) = spin_python() else {
-        return;
-    };
-    let upstream = Upstream::start(Reply::Hello).await;
+    let component = spin_python();
+    let upstream = Upstream::start(UpstreamReply::Hello).await;
     let app = spin_python_app(component, &upstream.origin());
     let stderr = serve_refused(&app.manifest(), &[], &[]);
     assert!(

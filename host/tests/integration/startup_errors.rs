@@ -8,7 +8,12 @@ use crate::util::{guests, serve_refused};
 /// Runs `serve` on `component` and returns its stderr, checking that it failed without
 /// ever listening.
 fn refused(component: &Path) -> String {
-    let stderr = serve_refused(component, &[], &[]);
+    refused_with(component, &[])
+}
+
+/// [`refused`], with `flags`.
+fn refused_with(component: &Path, flags: &[&str]) -> String {
+    let stderr = serve_refused(component, flags, &[]);
     let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error_lines.len(), 1, "expected one error line in: {stderr}");
     assert!(
@@ -71,4 +76,11 @@ fn component_with_an_import_the_host_lacks() {
         "{stderr}"
     );
     assert!(stderr.contains("test:unsupported/secrets"), "{stderr}");
+}
+
+#[test]
+fn component_whose_table_is_larger_than_allowed() {
+    let stderr = refused_with(&guests().testbed, &["--max-table-elements", "1"]);
+    assert!(stderr.contains("table"), "{stderr}");
+    assert!(stderr.contains("exceeds the limit of 1"), "{stderr}");
 }

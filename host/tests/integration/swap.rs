@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use crate::util::{TestServer, client, guests, serve_refused};
+use crate::metrics::{assert_sample, metrics_url};
+use crate::util::{
+    Reply, TestServer, chunked_body, client, guests, send, serve_refused, sha256_of,
+};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 const CONNECTIONS: usize = 64;
@@ -190,32 +192,27 @@ fn admin_path(admin: &str) -> &str {
     &after_scheme[after_scheme.find('/').expect("a path")..]
 }
 
-pub async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> reqwest::Response {
-    let mut request = client().put(admin).body(bytes);
+/// `request` to the admin endpoint, with the bearer `token` if there is one.
+async fn send_to_admin(mut request: reqwest::RequestBuilder, token: Option<&str>) -> Reply {
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    request.send().await.expect("PUT /component")
+    send(request).await
+}
+
+/// Uploads `bytes` as the new component.
+pub async fn put_component(admin: &str, token: Option<&str>, bytes: Vec<u8>) -> Reply {
+    send_to_admin(client().put(admin).body(bytes), token).await
 }
 
 pub async fn active_version(admin: &str) -> serde_json::Value {
-    let response = client()
-        .get(admin)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("GET /component");
-    assert_eq!(response.status(), StatusCode::OK);
-    version_json(response).await
+    let reply = send_to_admin(client().get(admin), Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    version_json(&reply)
 }
 
-pub async fn version_json(response: reqwest::Response) -> serde_json::Value {
-    let body = response.bytes().await.expect("body");
-    serde_json::from_slice(&body).expect("version JSON")
-}
-
-fn sha256_of(path: &Path) -> String {
-    format!("{:x}", Sha256::digest(std::fs::read(path).expect("read")))
+pub fn version_json(reply: &Reply) -> serde_json::Value {
+    serde_json::from_slice(&reply.body).expect("version JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +228,7 @@ async fn upload_swaps_fifty_times_under_load_without_a_failed_request() {
     ));
     // A good component with a wrong token changes nothing.
     let refused = put_component(&admin, Some("wrong-token-wrong-token"), Build::V2.bytes()).await;
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_serving(&server, Build::V1).await;
     assert_eq!(active_version(&admin).await["generation"], 1);
 
@@ -241,10 +238,10 @@ async fn upload_swaps_fifty_times_under_load_without_a_failed_request() {
     for swap in 0..SWAPS {
         build = build.other();
         let started = tokio::time::Instant::now();
-        let response = put_component(&admin, Some(TOKEN), build.bytes()).await;
+        let reply = put_component(&admin, Some(TOKEN), build.bytes()).await;
         swap_times.push(started.elapsed());
-        assert_eq!(response.status(), StatusCode::OK, "swap {swap}");
-        let version = version_json(response).await;
+        assert_eq!(reply.status, StatusCode::OK, "swap {swap}");
+        let version = version_json(&reply);
         assert_eq!(version["generation"], swap as u64 + 2);
         assert_eq!(version["sha256"], sha256_of(build.file()));
         // The upload answers once the new version is published: the very next request
@@ -321,18 +318,19 @@ fn write_in_pieces(path: &Path, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_finishes_on_the_version_it_started_with() {
-    let (server, admin) = start_with_admin(Build::V1.file(), &[]);
-    let slow = tokio::spawn(client().get(server.url("/sleep?ms=2000")).send());
-    // Let the slow request reach its guest before the swap.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let response = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let (server, admin) = start_with_admin(Build::V1.file(), &["--metrics-addr", "127.0.0.1:0"]);
+    let slow = tokio::spawn(send(client().get(server.url("/sleep?ms=2000"))));
+    // The slow request reaches the host, which gives it the version it has, before the
+    // swap.
+    assert_sample(&metrics_url(&server), "wasi_host_requests_in_flight", 1.0).await;
+    let reply = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
+    assert_eq!(reply.status, StatusCode::OK);
     assert_swapped_to(&server, Build::V2).await;
 
-    let slow = slow.await.expect("task").expect("slow request");
-    assert_eq!(slow.status(), StatusCode::OK);
-    assert_eq!(slow.headers()["x-testbed-build"], "v1");
-    assert_eq!(slow.text().await.expect("body"), "slept");
+    let slow = slow.await.expect("task");
+    assert_eq!(slow.status, StatusCode::OK);
+    assert_eq!(slow.header("x-testbed-build"), Some("v1"));
+    assert_eq!(slow.text(), "slept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,22 +378,18 @@ async fn bad_versions_are_rejected_under_load_and_the_old_one_keeps_serving() {
         ),
     ];
     for (what, bytes, reason) in bad {
-        let response = put_component(&admin, Some(TOKEN), bytes.clone()).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{what}"
-        );
-        let message = response.text().await.expect("body");
+        let reply = put_component(&admin, Some(TOKEN), bytes.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{what}");
+        let message = reply.text();
         assert!(message.contains(reason), "{what}: {message}");
         assert!(message.contains("the old version keeps serving"), "{what}");
 
         if what != "precompiled upload" {
             // On disk, found by the watcher, then again by SIGHUP.
             std::fs::write(&path, &bytes).expect("write bad file");
-            assert_rejected_again(&server, what, reason);
+            assert_rejected_again(&server, what, reason, "FileChanged");
             server.signal("HUP");
-            assert_rejected_again(&server, what, reason);
+            assert_rejected_again(&server, what, reason, "Hangup");
         }
         assert_eq!(ask(&client(), &server.url("/build")).await, Ok(Build::V1));
     }
@@ -409,21 +403,27 @@ async fn bad_versions_are_rejected_under_load_and_the_old_one_keeps_serving() {
     assert_eq!(active_version(&admin).await["generation"], 1);
 }
 
-/// Waits for one more "rejected" log line with `reason` in it than there was. (A watched
-/// write can be reported twice, so counting any rejection would race.)
-fn assert_rejected_again(server: &TestServer, what: &str, reason: &str) {
+/// Waits for one more "rejected" log line with `reason` in it, made by `trigger`, than
+/// there was. (A watched write can be reported twice, so counting any rejection would
+/// race, and would take a watcher's line for the SIGHUP's.)
+fn assert_rejected_again(server: &TestServer, what: &str, reason: &str, trigger: &str) {
+    let trigger = format!("trigger={trigger}");
     let rejections = || {
         server
             .log()
             .lines()
-            .filter(|line| line.contains("rejected the new component") && line.contains(reason))
+            .filter(|line| {
+                line.contains("rejected the new component")
+                    && line.contains(reason)
+                    && line.contains(&trigger)
+            })
             .count()
     };
     let before = rejections();
     let logged = crate::util::wait_for(SWAP_TIMEOUT, || (rejections() > before).then_some(()));
     assert!(
         logged.is_some(),
-        "{what} not rejected with {reason:?}:\n{}",
+        "{what} not rejected with {reason:?} ({trigger}):\n{}",
         server.log()
     );
 }
@@ -440,60 +440,40 @@ async fn the_admin_endpoint_needs_the_token_and_limits_uploads() {
     // Small enough to pass the upload limit, so only the token decides.
     let small = b"\0asm\x0d\0\x01\0".to_vec();
     for token in [None, Some("wrong-token-wrong-token"), Some("")] {
-        let response = put_component(&admin, token, small.clone()).await;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let mut get = client().get(&admin);
-        if let Some(token) = token {
-            get = get.bearer_auth(token);
-        }
-        let response = get.send().await.expect("GET");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        let reply = put_component(&admin, token, small.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        let reply = send_to_admin(client().get(&admin), token).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token:?}");
     }
     server.assert_logged("admin request without a valid token refused");
 
     let oversized = Build::V2.bytes();
     assert!(oversized.len() > 64 * 1024);
-    let response = put_component(&admin, Some(TOKEN), oversized.clone()).await;
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = put_component(&admin, Some(TOKEN), oversized.clone()).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     // Streamed in chunks with no declared length, the upload is cut off at the limit.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        oversized.chunks(8 * 1024).map(|c| Ok(c.to_vec())).collect();
-    let response = client()
-        .put(&admin)
-        .bearer_auth(TOKEN)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .expect("streamed PUT");
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = send_to_admin(
+        client()
+            .put(&admin)
+            .body(chunked_body(&oversized, 8 * 1024)),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // The admin endpoint is only on its own address: on the serving port, the path
     // is the guest's.
-    let on_serving_port = client()
-        .get(server.url(admin_path(&admin)))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("GET on the serving port");
+    let on_serving_port =
+        send_to_admin(client().get(server.url(admin_path(&admin))), Some(TOKEN)).await;
     assert_eq!(
-        on_serving_port
-            .headers()
-            .get("x-testbed-build")
-            .and_then(|v| v.to_str().ok()),
+        on_serving_port.header("x-testbed-build"),
         Some("v1"),
         "answered by the guest"
     );
 
-    let wrong_method = client()
-        .delete(&admin)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let wrong_method = send_to_admin(client().delete(&admin), Some(TOKEN)).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(active_version(&admin).await, before, "nothing changed");
     assert_eq!(ask(&client(), &server.url("/build")).await, Ok(Build::V1));
 }

@@ -1,14 +1,20 @@
 //! Test support: the guests built once per run, a `TestServer` that runs the real
 //! `wasi-host` binary (or another server, such as `wasmtime serve`) on `127.0.0.1:0` and
-//! reads the bound address from its log, and the answers every hello must give.
+//! reads the bound address from its log, one way to send a request and check its whole
+//! answer ([`send`], [`get`], [`assert_get`]), and the answers every hello must give.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use sha2::{Digest, Sha256};
 
 /// How long a server may take from spawn to its `listening on` line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -368,6 +374,26 @@ pub fn run_host_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// Reads `stream` until the server closes it (or resets it) and returns all it sent, or
+/// `None` if a read waited `patience` for nothing: the server held the connection open.
+pub fn read_until_closed(stream: &mut TcpStream, patience: Duration) -> Option<Vec<u8>> {
+    stream
+        .set_read_timeout(Some(patience))
+        .expect("set a read timeout");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(received),
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(_) => return Some(received),
+        }
+    }
+}
+
 /// Calls `check` every 20 ms until it returns something or `timeout` has passed.
 pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + timeout;
@@ -403,6 +429,85 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// A server's whole answer to one request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("the body is UTF-8")
+    }
+
+    /// The value of header `name`, if the answer has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let value = self.headers.get(name)?;
+        Some(value.to_str().expect("the header value is text"))
+    }
+}
+
+/// Sends `request` and reads its whole answer; panics, naming the request, when either
+/// fails.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let (http, request) = request.build_split();
+    let request = request.expect("a well-formed request");
+    let what = format!("{} {}", request.method(), request.url());
+    let response = http
+        .execute(request)
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error}"));
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = response
+        .bytes()
+        .await
+        .unwrap_or_else(|error| panic!("{what}: reading the body: {error}"));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `GET path` from `server`, answered in full.
+pub async fn get(server: &TestServer, path: &str) -> Reply {
+    send(client().get(server.url(path))).await
+}
+
+/// Checks that `GET path` from `server` gets `status` with exactly `body`.
+pub async fn assert_get(server: &TestServer, path: &str, status: StatusCode, body: &str) {
+    let reply = get(server, path).await;
+    assert_eq!((reply.status, reply.text()), (status, body), "GET {path}");
+}
+
+/// Checks that `server` still serves the testbed: a `POST /echo` comes back whole.
+pub async fn assert_still_serving(server: &TestServer) {
+    let reply = send(client().post(server.url("/echo")).body("alive")).await;
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "alive"));
+}
+
+/// `bytes` as a streamed body of `chunk`-byte pieces, with no declared length.
+pub fn chunked_body(bytes: &[u8], chunk: usize) -> reqwest::Body {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = bytes
+        .chunks(chunk)
+        .map(|piece| Ok(piece.to_vec()))
+        .collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The SHA-256 of the file at `path`, in lower-case hex.
+pub fn sha256_of(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).expect("read"))
+}
+
 /// What a server answered to one request: what the hello guests must agree on.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -414,19 +519,11 @@ pub struct Answer {
 /// Sends `method path` to `server` and collects its answer.
 pub async fn answer(server: &TestServer, method: &str, path: &str) -> Answer {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let response = client()
-        .request(method.clone(), server.url(path))
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("{method} {path} to {}: {error}", server.name));
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().expect("content-type is text").to_owned());
+    let reply = send(client().request(method, server.url(path))).await;
     Answer {
-        status: response.status().as_u16(),
-        content_type,
-        body: response.text().await.expect("body"),
+        status: reply.status.as_u16(),
+        content_type: reply.header("content-type").map(str::to_owned),
+        body: reply.text().to_owned(),
     }
 }
 
@@ -457,12 +554,6 @@ pub async fn assert_hello(server: &TestServer) {
     }
 }
 
-/// Whether this is a CI run (`CI=true`), where a missing tool fails a test instead of
-/// skipping it.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true")
-}
-
 /// Whether `tool` runs (`tool --version` can be started).
 pub fn tool_runs(tool: &str) -> bool {
     Command::new(tool)
@@ -471,12 +562,4 @@ pub fn tool_runs(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
-}
-
-/// Tells whoever runs the tests that part of `test` did not run, and why. Written to
-/// the process's stderr directly, past the test harness's output capture, so that the
-/// notice shows in a normal `cargo test` run.
-pub fn report_skipped(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "note: {test}: skipped: {why}");
 }

@@ -2,12 +2,14 @@
 //! the metrics are their sum, every swap reaches every worker, SIGTERM drains them all,
 //! and losing one stops the host rather than leaving part of the port unanswered.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::metrics::{assert_sample, metrics_url, scrape};
 use crate::swap::{Build, TOKEN, component_copy, put_component, start_with_admin};
-use crate::util::{TestServer, cpu_time, guests, serve_refused, wait_for};
+use crate::util::{TestServer, cpu_time, guests, send, serve_refused, wait_for};
 
 /// A client that opens a new connection for every request, so the kernel spreads them
 /// over the workers.
@@ -35,9 +37,41 @@ fn is_running(pid: u32) -> bool {
 async fn assert_all_served(server: &TestServer, build: &str, count: usize) {
     let http = fresh_connections();
     for _ in 0..count {
-        let response = http.get(server.url("/build")).send().await.expect("GET");
-        assert_eq!(response.text().await.expect("body"), build);
+        let reply = send(http.get(server.url("/build"))).await;
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, build));
     }
+}
+
+/// Established connections to local `port` whose sockets process `pid` holds: the
+/// connections that worker accepted.
+fn connections_held(pid: u32, port: u16) -> usize {
+    let sockets: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the worker's file descriptors")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    // Columns: slot, local address:port, remote address:port, state (01: established),
+    // queues, timer, retransmits, uid, timeout, inode.
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| {
+            let local_port = fields[1].rsplit(':').next().expect("address:port");
+            u16::from_str_radix(local_port, 16) == Ok(port)
+                && fields[3] == "01"
+                && sockets.contains(fields[9])
+        })
+        .count()
 }
 
 #[tokio::test]
@@ -72,31 +106,25 @@ async fn connections_reach_every_worker_and_the_metrics_add_up() {
     assert!(cpu_time(secondary) - before.1 >= busy, "worker 2 served");
 
     for _ in 0..20 {
-        let response = http.get(server.url("/echo")).send().await.expect("GET");
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            send(http.get(server.url("/echo"))).await.status,
+            StatusCode::OK
+        );
     }
-    let metrics = server.logged_after("serving metrics at ");
-    // The last responses' metrics are recorded as their bodies end: allow a moment.
-    let mut summed = None;
-    for _ in 0..100 {
-        let text = http
-            .get(&metrics)
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics");
-        if text.contains("wasi_host_requests_total{status_class=\"2xx\"} 20\n")
-            && text.contains("wasi_host_requests_total{status_class=\"5xx\"} 16\n")
-        {
-            summed = Some(text);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let summed = summed.unwrap_or_else(|| panic!("metrics never summed both workers"));
-    assert!(summed.ends_with("# EOF\n"), "{summed}");
+    let metrics = metrics_url(&server);
+    assert_sample(
+        &metrics,
+        "wasi_host_requests_total{status_class=\"2xx\"}",
+        20.0,
+    )
+    .await;
+    assert_sample(
+        &metrics,
+        "wasi_host_requests_total{status_class=\"5xx\"}",
+        16.0,
+    )
+    .await;
+    let summed = scrape(&metrics).await;
     assert_eq!(
         summed.matches("# TYPE wasi_host_requests counter").count(),
         1
@@ -110,8 +138,8 @@ async fn every_swap_reaches_every_worker() {
     secondary_pid(&server);
     assert_all_served(&server, "v1", 20).await;
 
-    let response = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let reply = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
+    assert_eq!(reply.status, StatusCode::OK);
     server.assert_logged("worker 2 follows: generation 2");
     assert_all_served(&server, "v2", 20).await;
 
@@ -121,27 +149,37 @@ async fn every_swap_reaches_every_worker() {
     assert_all_served(&server, "v1", 20).await;
 
     // A version the primary rejects is never offered to the others.
-    let response = put_component(&admin, Some(TOKEN), b"\0asm\x01\0\0\0".to_vec()).await;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let reply = put_component(&admin, Some(TOKEN), b"\0asm\x01\0\0\0".to_vec()).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_all_served(&server, "v1", 20).await;
     assert!(!server.log().contains("did not follow"), "{}", server.log());
 }
 
 #[tokio::test]
 async fn sigterm_drains_every_worker_and_exits_0() {
-    let mut server = TestServer::start_with(&guests().testbed, &["--workers", "2"]);
+    let mut server = TestServer::start_with(
+        &guests().testbed,
+        &["--workers", "2", "--metrics-addr", "127.0.0.1:0"],
+    );
     let secondary = secondary_pid(&server);
+    let metrics = metrics_url(&server);
     let http = fresh_connections();
-    let slow: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(http.get(server.url("/sleep?ms=1500")).send()))
-        .collect();
-    // Let every request reach its guest.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Slow requests, each on a new connection and each in flight (summed over both
+    // workers) before the next, until worker 2 holds at least one.
+    let mut slow = Vec::new();
+    while slow.len() < 8 || connections_held(secondary, server.addr.port()) == 0 {
+        assert!(
+            slow.len() < 64,
+            "the kernel gave worker 2 none of {} connections",
+            slow.len()
+        );
+        slow.push(tokio::spawn(send(http.get(server.url("/sleep?ms=3000")))));
+        assert_sample(&metrics, "wasi_host_requests_in_flight", slow.len() as f64).await;
+    }
     server.signal("TERM");
     for request in slow {
-        let response = request.await.expect("task").expect("slow request");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.text().await.expect("body"), "slept");
+        let reply = request.await.expect("task");
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, "slept"));
     }
     assert!(server.wait_exit(Duration::from_secs(10)).success());
     assert!(
@@ -150,6 +188,43 @@ async fn sigterm_drains_every_worker_and_exits_0() {
         .is_some(),
         "worker 2 outlived the host"
     );
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_and_queue_are_shared_out_over_the_workers() {
+    // Two at once and two waiting, all told: each worker runs one and queues one, and
+    // a request still waiting after 300 ms is turned away.
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &[
+            "--workers",
+            "2",
+            "--max-concurrency",
+            "2",
+            "--max-queue",
+            "2",
+            "--queue-timeout",
+            "300ms",
+        ],
+    );
+    secondary_pid(&server);
+    let http = fresh_connections();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| tokio::spawn(send(http.get(server.url("/sleep?ms=1500")))))
+        .collect();
+    let (mut ok, mut busy) = (0, 0);
+    for task in tasks {
+        let reply = task.await.expect("task");
+        match reply.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => busy += 1,
+            status => panic!("unexpected {status}: {}", reply.text()),
+        }
+    }
+    // Two if the kernel gave each worker some of the connections, one if it gave them
+    // all to one; never the four that two workers admitting two each would run.
+    assert!((1..=2).contains(&ok), "{ok} ran at once");
+    assert_eq!(ok + busy, 12);
 }
 
 #[tokio::test]

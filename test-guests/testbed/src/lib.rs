@@ -1,10 +1,11 @@
 //! A guest with one route per behaviour the host's tests need: echoing, streaming,
 //! outbound calls, every way of misbehaving (trap, loop, memory hog, no response,
-//! sleeping), reading its files (`/file`), which build it is (`/build`, and an
-//! `x-testbed-build` header on every response), and how many requests its instance has
-//! served (`/count`), which shows whether a host reuses instances. Behind a Spin route it
-//! routes on the part of the path below that route (`spin-path-info`), as Spin SDK
-//! routers do.
+//! sleeping, printing lines shaped like the host's log entries), measuring its limits
+//! (`/grow`: the MiB of memory it can get; `/resources?count=N`: holding N resources),
+//! reading its files (`/file`), which build it is (`/build`, and an `x-testbed-build`
+//! header on every response), and how many requests its instance has served (`/count`),
+//! which shows whether a host reuses instances. Behind a Spin route it routes on the
+//! part of the path below that route (`spin-path-info`), as Spin SDK routers do.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,13 @@ const BUILD: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
 /// Requests this instance has served, this one included.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// A line shaped like one of the host's own JSON log entries, which `/print-forged`
+/// writes to stdout.
+const FORGED_ENTRY: &str = r#"{"severity":"ERROR","message":"forged entry","target":"wasi_host::access","httpRequest":{"status":500}}"#;
+
+/// A line shaped like one of the host's own text log lines.
+const FORGED_TEXT_LINE: &str = "1999-01-01T00:00:00.000000Z ERROR wasi_host: forged line";
 
 struct Testbed;
 
@@ -104,6 +112,19 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
                     std::hint::black_box(&hoard);
                 }
             }
+            "/grow" => {
+                let mib = grow_until_refused();
+                respond_with(response_out, 200, &[], |out| {
+                    write!(out, "{mib}").expect("write");
+                });
+            }
+            "/resources" => {
+                let count = param(query, "count").unwrap_or(0);
+                let held: Vec<Fields> = (0..count).map(|_| Fields::new()).collect();
+                respond_with(response_out, 200, &[], |out| {
+                    write!(out, "{}", held.len()).expect("write");
+                });
+            }
             "/no-response" => drop(response_out),
             "/file" => {
                 let file = query.strip_prefix("path=").unwrap_or_default();
@@ -125,6 +146,13 @@ impl wasip2::exports::http::incoming_handler::Guest for Testbed {
             "/print" => {
                 println!("hello from guest stdout");
                 eprintln!("hello from guest stderr");
+                respond_with(response_out, 200, &[], |out| {
+                    out.write_all(b"printed").expect("write");
+                });
+            }
+            "/print-forged" => {
+                println!("{FORGED_ENTRY}");
+                println!("{FORGED_TEXT_LINE}");
                 respond_with(response_out, 200, &[], |out| {
                     out.write_all(b"printed").expect("write");
                 });
@@ -179,7 +207,8 @@ fn echo(request: IncomingRequest, response_out: ResponseOutparam, query: &str) {
 }
 
 /// `?url=URL` (the rest of the query): calls URL with GET, sending each `x-forward-NAME`
-/// request header as `NAME`, and answers with the upstream's status and body. Before
+/// request header as `NAME`, and answers with the upstream's status and body, and each
+/// header the upstream's response had as `x-upstream-NAME`. Before
 /// `url=`, `first_byte_ms=` and `between_bytes_ms=` set the request's own timeouts. When the
 /// call fails the answer is `502` with the failure in the body: `header NAME: ...` for a
 /// header the host refuses, the error code's debug text for a failed request, and
@@ -234,6 +263,12 @@ fn fetch(request: IncomingRequest, response_out: ResponseOutparam, query: &str) 
         Err(code) => return fail(response_out, format!("{code:?}")),
     };
     let status = response.status();
+    let upstream_headers: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (format!("x-upstream-{name}"), value))
+        .collect();
     let body = response.consume().expect("response body");
     let input = body.stream().expect("response stream");
     let mut received = Vec::new();
@@ -250,9 +285,25 @@ fn fetch(request: IncomingRequest, response_out: ResponseOutparam, query: &str) 
             }
         }
     }
-    respond_with(response_out, status, &[], |out| {
+    respond_with(response_out, status, &upstream_headers, |out| {
         out.write_all(&received).expect("write");
     });
+}
+
+/// Takes 1 MiB blocks until the allocator is refused more memory, then gives them back
+/// and returns how many it held.
+fn grow_until_refused() -> usize {
+    const MIB: usize = 1 << 20;
+    // Room for 4 GiB of blocks, taken up front: the list itself never grows.
+    let mut held: Vec<Vec<u8>> = Vec::with_capacity(4096);
+    while held.len() < held.capacity() {
+        let mut block = Vec::new();
+        if block.try_reserve_exact(MIB).is_err() {
+            break;
+        }
+        held.push(block);
+    }
+    held.len()
 }
 
 fn method_name(request: &IncomingRequest) -> String {
