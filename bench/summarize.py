@@ -166,6 +166,9 @@ def main():
     if notes:
         out += ["", "Errors seen by wrk (per round):", *notes]
     print("\n".join(out))
+    # A run with errors measured something other than serving: it must not pass.
+    if notes:
+        sys.exit("bench: servers answered non-2xx or lost connections; see the errors above")
 
 
 if __name__ == "__main__":

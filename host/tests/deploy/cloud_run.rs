@@ -8,7 +8,7 @@ use crate::manifest::{
     duration_setting, env, http_probes, image_lines, int, int_setting, load, only_container, read,
     setting, str,
 };
-use crate::serve_help::ServeHelp;
+use crate::help::ServeHelp;
 
 const SERVICE: &str = "deploy/service.yaml";
 

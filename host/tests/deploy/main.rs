@@ -5,5 +5,5 @@
 mod cloud_run;
 mod gke;
 mod manifest;
-#[path = "../common/serve_help.rs"]
-mod serve_help;
+#[path = "../common/help.rs"]
+mod help;

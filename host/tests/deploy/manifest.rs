@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::serve_help::ServeHelp;
+use crate::help::ServeHelp;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

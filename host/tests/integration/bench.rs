@@ -48,7 +48,6 @@ fn a_clean_run_is_summarized_and_passes() {
 }
 
 #[test]
-#[ignore = "bench/summarize.py lists the errors but exits 0, so bench/run.sh passes anyway"]
 fn a_run_with_non_2xx_answers_or_socket_errors_fails() {
     for (non2xx, socket_errors, metric) in [(3, 0, "non2xx_c80"), (0, 5, "socket_errors_c80")] {
         let output = summarize(&raw_results(non2xx, socket_errors));

@@ -1,10 +1,11 @@
-//! The defaults the README documents, checked against what `wasi-host serve --help`
-//! says: each flag with its environment variable and its default, written out here as
-//! the README writes them.
+//! The defaults the documentation promises, pinned: what `wasi-host serve --help` says
+//! each flag's variable and default are, against the values written out here as
+//! `docs/configuration.md` writes them. (The configuration reference test checks that
+//! the page follows the help; this one, that neither moves by accident.)
 
-use crate::serve_help::ServeHelp;
+use crate::help::ServeHelp;
 
-/// Every flag of the README's table that has a default: the flag, its variable, its
+/// Every documented flag that has a default: the flag, its variable, its
 /// default.
 const DOCUMENTED_DEFAULTS: &[(&str, &str, &str)] = &[
     ("--port", "PORT", "8080"),
@@ -57,7 +58,7 @@ const DOCUMENTED_DEFAULTS: &[(&str, &str, &str)] = &[
     ("--log-format", "WASI_HOST_LOG_FORMAT", "auto"),
 ];
 
-/// The README's flags without a default (off, or none unless given), with their
+/// The documented flags without a default (off, or none unless given), with their
 /// variables.
 const DOCUMENTED_WITHOUT_DEFAULT: &[(&str, &str)] = &[
     ("--addr", "WASI_HOST_ADDR"),

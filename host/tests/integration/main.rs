@@ -16,8 +16,8 @@ mod portability;
 mod precompile;
 mod reuse;
 mod serve;
-#[path = "../common/serve_help.rs"]
-mod serve_help;
+#[path = "../common/help.rs"]
+mod help;
 mod spin;
 mod startup_errors;
 mod swap;
