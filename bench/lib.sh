@@ -46,27 +46,6 @@ wasmtime_installed() {
   "$WASMTIME" --version 2>/dev/null | grep -Eq "^wasmtime ${WASMTIME_VERSION//./\\.}( |$)"
 }
 
-# Starts `cargo install wasmtime-cli` in the background when the pinned version is
-# missing: it compiles for a long time on a small machine, so the other builds run
-# meanwhile. finish_wasmtime_install waits for it.
-start_wasmtime_install() {
-  WASMTIME_INSTALL_PID=
-  wasmtime_installed && return
-  log "installing wasmtime-cli $WASMTIME_VERSION in the background (log: build/wasmtime-install.log)"
-  # cargo install would otherwise build in our CARGO_TARGET_DIR and hold its lock.
-  env -u CARGO_TARGET_DIR cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked \
-    >"$BUILD_DIR/wasmtime-install.log" 2>&1 &
-  WASMTIME_INSTALL_PID=$!
-}
-
-finish_wasmtime_install() {
-  if [[ -n ${WASMTIME_INSTALL_PID:-} ]]; then
-    log "waiting for the wasmtime-cli install"
-    wait "$WASMTIME_INSTALL_PID" || die "cargo install wasmtime-cli failed; see bench/build/wasmtime-install.log"
-  fi
-  wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION"
-}
-
 # Flask and gunicorn, pinned in requirements.txt, in a git-ignored venv.
 install_python_tools() {
   local stamp=$VENV_DIR/.requirements-installed
@@ -90,9 +69,11 @@ stale() {
 
 build_rust() {
   log "building wasi-host, the hello guest and native-hello (release)"
-  # The project's setup: the wasm targets the guest builds need.
-  "$ROOT_DIR/scripts/setup.sh" >"$BUILD_DIR/setup.log" 2>&1 ||
-    die "scripts/setup.sh failed; see bench/build/setup.log"
+  # The project's setup: the wasm targets the guest builds need, wasmtime-cli (the
+  # anchor) and the examples' toolchains.
+  "$ROOT_DIR/scripts/setup.sh" core examples >"$BUILD_DIR/setup.log" 2>&1 ||
+    die "scripts/setup.sh core examples failed; see bench/build/setup.log"
+  wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION"
   (cd "$ROOT_DIR" && cargo build --quiet --release -p wasi-host)
   (cd "$ROOT_DIR" && cargo build --quiet --release -p hello --target wasm32-wasip2)
   cargo build --quiet --release --manifest-path "$BENCH_DIR/native-hello/Cargo.toml"
@@ -100,10 +81,40 @@ build_rust() {
   cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
 }
 
-# The Python guest is examples/python-hello, built by its own script (which installs
-# componentize-py and skips the build when the component is up to date).
-build_python_guest() {
+# The other guests are examples, each built by its own script (which installs its
+# toolchain and skips the build when the component is up to date): the Python hello
+# (componentize-py), the Rust hello as a WASI 0.3 component, and the Spin 4 Python app.
+build_example_guests() {
   "$ROOT_DIR/examples/python-hello/build.sh" "$BUILD_DIR/python.wasm"
+  "$ROOT_DIR/examples/rust-p3-hello/build.sh" "$BUILD_DIR/hello3.wasm"
+  "$ROOT_DIR/examples/spin-python/build.sh" "$BUILD_DIR/spinpy.wasm"
+}
+
+# The Spin 4 Python app as wasi-host serves it: a manifest of its own beside the file
+# FORM names (build/spinpy.wasm, or build/wasi-host/spinpy.cwasm), whose variables all
+# have defaults, so no environment is needed.
+spin_manifest() {
+  local form=$1 dir=$BUILD_DIR/spin-$1 source
+  if [[ $form == wasm ]]; then source=../spinpy.wasm; else source=../wasi-host/spinpy.cwasm; fi
+  [[ -f $BUILD_DIR/${source#../} ]] || return 0
+  mkdir -p "$dir"
+  cat >"$dir/spin.toml" <<TOML
+spin_manifest_version = 2
+[application]
+name = "bench-spin-python"
+[variables]
+greeting = { default = "Hello, World!" }
+upstream_url = { default = "http://127.0.0.1:9" }
+[[trigger.http]]
+route = "/..."
+component = "app"
+[component.app]
+source = "$source"
+[component.app.variables]
+greeting = "{{ greeting }}"
+upstream_url = "{{ upstream_url }}"
+TOML
+  echo "$dir/spin.toml"
 }
 
 # Whether this build of wasi-host has `compile` (and so serves `.cwasm` files).
@@ -119,7 +130,8 @@ wasi_host_precompiles() {
 precompile() {
   local guest=$1 wasm=$BUILD_DIR/$1.wasm
   mkdir -p "$BUILD_DIR/wasmtime" "$BUILD_DIR/wasi-host"
-  if stale "$BUILD_DIR/wasmtime/$guest.cwasm" "$wasm" "$WASMTIME"; then
+  # wasmtime serve cannot serve the Spin app (it imports Spin's platform).
+  if [[ $guest != spinpy ]] && stale "$BUILD_DIR/wasmtime/$guest.cwasm" "$wasm" "$WASMTIME"; then
     log "precompiling $guest for wasmtime serve"
     "$WASMTIME" compile "$wasm" -o "$BUILD_DIR/wasmtime/$guest.cwasm"
   fi
@@ -131,14 +143,20 @@ precompile() {
 
 # ---------------------------------------------------------------------------------------
 # Servers. A server is KIND/GUEST: KIND is native, flask, wasmtime, wasi-host or
-# wasi-host-workers (wasi-host with `--workers auto`: a process per core); GUEST is
-# hello or python (native and flask serve their own hello). FORM says how a wasm host
-# gets the guest: `wasm` (compiled at start, no cache) or `cwasm` (precompiled).
+# wasi-host-workers (wasi-host with `--workers auto`: a process per core), and for the
+# wasm hosts with `-reuse` after it, `--max-instance-reuse-count 128` (a WASI 0.2 guest's
+# instance serves up to 128 requests in turn); GUEST is hello, hello3 (the hello as a
+# WASI 0.3 component), python or spinpy (the Spin 4 Python app; wasi-host only).
+# Native and flask serve their own hello. FORM says how a wasm host gets the guest:
+# `wasm` (compiled at start, no cache) or `cwasm` (precompiled).
 
 # The file that HOST serves GUEST from in FORM, or nothing when HOST cannot.
 artifact() {
   local host=$1 guest=$2 form=$3
-  if [[ $form == wasm ]]; then
+  if [[ $guest == spinpy ]]; then
+    # A Spin application imports Spin's platform, which only wasi-host links.
+    if [[ $host == wasi-host ]]; then spin_manifest "$form"; fi
+  elif [[ $form == wasm ]]; then
     echo "$BUILD_DIR/$guest.wasm"
   elif [[ -f $BUILD_DIR/$host/$guest.cwasm ]]; then
     echo "$BUILD_DIR/$host/$guest.cwasm"
@@ -147,8 +165,12 @@ artifact() {
 
 # Fills SERVER_CMD with the command line that serves SERVER in FORM on 127.0.0.1:PORT.
 server_command() {
-  local kind=${1%/*} guest=${1#*/} form=$2 port=$3 file
+  local kind=${1%/*} guest=${1#*/} form=$2 port=$3 file reuse=()
   local addr=127.0.0.1:$port
+  if [[ $kind == *-reuse ]]; then
+    kind=${kind%-reuse}
+    reuse=(--max-instance-reuse-count 128)
+  fi
   case $kind in
     native) SERVER_CMD=("$NATIVE_HELLO" --addr "$addr") ;;
     flask)
@@ -159,13 +181,13 @@ server_command() {
       file=$(artifact wasmtime "$guest" "$form")
       # `-S cli`: toolchain-built guests import wasi:cli besides the proxy world.
       # `-C cache=n`: a compiling start is timed without wasmtime's compilation cache.
-      SERVER_CMD=("$WASMTIME" serve -S cli -C cache=n --addr "$addr")
+      SERVER_CMD=("$WASMTIME" serve -S cli -C cache=n --addr "$addr" "${reuse[@]}")
       [[ $form == cwasm ]] && SERVER_CMD+=(--allow-precompiled)
       SERVER_CMD+=("$file")
       ;;
     wasi-host | wasi-host-workers)
       file=$(artifact wasi-host "$guest" "$form")
-      SERVER_CMD=("$WASI_HOST" serve "$file" --addr "$addr")
+      SERVER_CMD=("$WASI_HOST" serve "$file" --addr "$addr" "${reuse[@]}")
       if [[ $kind == wasi-host-workers ]]; then SERVER_CMD+=(--workers auto); fi
       ;;
     *) die "unknown server kind: $kind" ;;
@@ -175,6 +197,7 @@ server_command() {
 # Whether SERVER can be started in FORM with what this build has.
 server_supports() {
   local kind=${1%/*} guest=${1#*/} form=$2
+  kind=${kind%-reuse}
   case $kind in
     native | flask) [[ $form == native ]] ;;
     *) [[ $form != native && -n $(artifact "${kind%-workers}" "$guest" "$form") ]] ;;

@@ -6,7 +6,9 @@
 # Usage: bench/run.sh [SERVER...]     (default: all; e.g. `bench/run.sh wasi-host/hello`)
 # Servers: native/hello flask/hello wasmtime/hello wasi-host/hello
 #          wasi-host-workers/hello wasmtime/python wasi-host/python
-#          wasi-host-workers/python
+#          wasi-host-workers/python wasmtime/hello3 wasi-host/hello3
+#          wasi-host-workers/hello3 wasmtime-reuse/hello wasi-host-reuse/hello
+#          wasi-host-workers-reuse/hello wasi-host/spinpy wasi-host-workers/spinpy
 # Knobs (env): RUNS=3 rounds, DURATION=5s per wrk run, WARMUP=1s, COLD_STARTS=5,
 # DROP_CACHES=1 to time cold starts with an empty page cache (see settle_page_cache).
 #
@@ -21,7 +23,10 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 COLD_STARTS=${COLD_STARTS:-5}
 ALL_SERVERS=(native/hello flask/hello wasmtime/hello wasi-host/hello wasi-host-workers/hello
-  wasmtime/python wasi-host/python wasi-host-workers/python)
+  wasmtime/python wasi-host/python wasi-host-workers/python
+  wasmtime/hello3 wasi-host/hello3 wasi-host-workers/hello3
+  wasmtime-reuse/hello wasi-host-reuse/hello wasi-host-workers-reuse/hello
+  wasi-host/spinpy wasi-host-workers/spinpy)
 if (($#)); then SERVERS=("$@"); else SERVERS=("${ALL_SERVERS[@]}"); fi
 RESULTS_DIR=$BENCH_DIR/results
 RAW=$RESULTS_DIR/$(date -u +%Y%m%dT%H%M%SZ).tsv
@@ -161,13 +166,13 @@ main() {
   done
 
   install_wrk
-  start_wasmtime_install
   install_python_tools
   build_rust
-  build_python_guest
-  finish_wasmtime_install
+  build_example_guests
   precompile hello
   precompile python
+  precompile hello3
+  precompile spinpy
   wasi_host_precompiles || log "this wasi-host has no \`compile\`: its precompiled rows are skipped"
 
   write_header

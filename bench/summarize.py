@@ -19,6 +19,14 @@ LABELS = {
     "wasmtime/python": ("`wasmtime serve`", "Python guest"),
     "wasi-host/python": ("wasi-host", "Python guest"),
     "wasi-host-workers/python": ("wasi-host `--workers auto`", "Python guest"),
+    "wasmtime/hello3": ("`wasmtime serve`", "0.3 hello (Rust)"),
+    "wasi-host/hello3": ("wasi-host", "0.3 hello (Rust)"),
+    "wasi-host-workers/hello3": ("wasi-host `--workers auto`", "0.3 hello (Rust)"),
+    "wasmtime-reuse/hello": ("`wasmtime serve`, reuse 128", "hello (Rust)"),
+    "wasi-host-reuse/hello": ("wasi-host, reuse 128", "hello (Rust)"),
+    "wasi-host-workers-reuse/hello": ("wasi-host `--workers auto`, reuse 128", "hello (Rust)"),
+    "wasi-host/spinpy": ("wasi-host", "Spin 4 Python app"),
+    "wasi-host-workers/spinpy": ("wasi-host `--workers auto`", "Spin 4 Python app"),
 }
 
 # The two ways wasi-host is measured: its default (one process) and a process per core.
@@ -81,7 +89,9 @@ def results_table(values):
         spread = f" ({fmt(min(rps80), 'rps')}–{fmt(max(rps80), 'rps')})" if len(rps80) > 1 else ""
         # A wasm host is compared on its own guest; the native servers on hello.
         kind, guest_name = server.split("/")
-        same_guest = "wasmtime/" + (guest_name if kind.startswith(("wasmtime", "wasi-host")) else "hello")
+        wasm_host = kind.startswith(("wasmtime", "wasi-host"))
+        anchor = "wasmtime-reuse/" if kind.endswith("-reuse") else "wasmtime/"
+        same_guest = anchor + (guest_name if wasm_host else "hello")
         cold = m("cold_cwasm_ms") if m("cold_native_ms") is None else m("cold_native_ms")
         rows.append(
             f"| {name} | {guest} | {fmt(m('rps_c1'), 'rps')} "
@@ -121,6 +131,16 @@ def targets_table(values):
              ratio(m(f"{host}/python", "rss_c80_kib"), m("wasmtime/python", "rss_c80_kib")), 1, False),
             ("Python guest at 80 conns ≥ 3× `wasmtime serve`",
              ratio(m(f"{host}/python", "rps_c80"), m("wasmtime/python", "rps_c80")), 3, True),
+            ("0.3 hello at 80 conns ≥ 1.5× `wasmtime serve` 0.3 (its defaults, which reuse)",
+             ratio(m(f"{host}/hello3", "rps_c80"), m("wasmtime/hello3", "rps_c80")), 1.5, True),
+            ("0.3 hello at 80 conns ≥ 0.5× native hyper",
+             ratio(m(f"{host}/hello3", "rps_c80"), m("native/hello", "rps_c80")), 0.5, True),
+            ("0.2 hello, reuse 128, at 80 conns ≥ 1.5× `wasmtime serve`, reuse 128",
+             ratio(m(f"{host}-reuse/hello", "rps_c80"), m("wasmtime-reuse/hello", "rps_c80")), 1.5, True),
+            ("peak RSS at 80 conns ≤ `wasmtime serve`, 0.3 hello",
+             ratio(m(f"{host}/hello3", "rss_c80_kib"), m("wasmtime/hello3", "rss_c80_kib")), 1, False),
+            ("Spin 4 Python app at 80 conns ≥ the componentize-py hello",
+             ratio(m(f"{host}/spinpy", "rps_c80"), m(f"{host}/python", "rps_c80")), 1, True),
         ]
 
     def met(measured, limit, at_least):
