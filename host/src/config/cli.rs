@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -45,9 +46,19 @@ pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: &str = "1s";
 /// Default largest outbound response body.
 pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
 
+/// What `--version` prints: this host's version and the wasmtime it embeds, which a
+/// `.cwasm` must have been compiled by.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (wasmtime {})",
+        env!("CARGO_PKG_VERSION"),
+        wasmtime_environ::VERSION
+    )
+});
+
 /// A Cloud Run-ready host for WebAssembly HTTP components.
 #[derive(Debug, Parser)]
-#[command(name = "wasi-host", version, about, long_about = None)]
+#[command(name = "wasi-host", version = VERSION.as_str(), about, long_about = None)]
 pub struct Cli {
     /// The subcommand to run.
     #[command(subcommand)]

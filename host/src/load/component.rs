@@ -276,7 +276,9 @@ impl World {
     fn of_exports<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<Self> {
         names.find_map(|name| {
             let version = |interface: &str| name.strip_prefix(interface)?.strip_prefix('@');
-            if version(HANDLER).is_some_and(|v| v.starts_with("0.3.")) {
+            // A release candidate (`0.3.0-rc-...`) is another interface, not 0.3.
+            let release_0_3 = |v: &str| v.starts_with("0.3.") && !v.contains('-');
+            if version(HANDLER).is_some_and(release_0_3) {
                 Some(World::Service)
             } else if name == INCOMING_HANDLER
                 || version(INCOMING_HANDLER).is_some_and(|v| v.starts_with("0.2."))

@@ -1,6 +1,8 @@
 //! How a request that went into an instance ended, when its guest gave no response: the
 //! errors of the instance pool, sorted into [`Failure`]s and counted.
 
+use std::sync::atomic::Ordering;
+
 use tokio::time::Instant;
 use wasmtime::{PoolConcurrencyLimitError, Trap};
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
@@ -21,16 +23,22 @@ pub fn failure_of(error: wasmtime::Error, ticket: &Ticket, metrics: &Metrics) ->
         metrics.guest_failed(GuestFailure::ErrorCode);
         return Failure::GuestErrorCode(code);
     }
-    // A guest computing past its deadline is stopped by retiring its instance, which
-    // the pool reports as a failure of the instance; the clock tells it from a trap.
-    let timed_out = error.is::<ExpirationError>()
-        || (error.is::<TrapOrPanicError>() && Instant::now() >= ticket.visitor.deadline);
+    // A guest still busy at its deadline is stopped by retiring its instance, which the
+    // pool reports as a failure of the instance (a trap, or a 0.2 guest that never set
+    // its response); the clock tells it from a failure of the guest's own.
+    let timed_out = error.is::<ExpirationError>() || Instant::now() >= ticket.visitor.deadline;
     if timed_out {
         tracing::warn!(request_id, "guest interrupted at the request deadline");
         metrics.guest_failed(GuestFailure::Timeout);
         return Failure::DeadlineExceeded;
     }
-    if error.is::<TrapOrPanicError>() || error.chain().any(|cause| cause.is::<Trap>()) {
+    // A 0.2 guest that traps drops its response outparam with its instance, so the
+    // request sees only the missing response; the instance's flag says why.
+    let instance_failed = ticket
+        .instance_failed()
+        .is_some_and(|failed| failed.load(Ordering::Acquire));
+    let trapped = error.is::<TrapOrPanicError>() || error.chain().any(|cause| cause.is::<Trap>());
+    if trapped || instance_failed {
         tracing::warn!(request_id, "guest failed: {error:?}");
         ticket.fail_instance();
         metrics.guest_failed(GuestFailure::Trap);

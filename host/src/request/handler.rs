@@ -127,6 +127,7 @@ impl Handler {
                 }
                 Ok(Err(error)) => error,
                 Err(_elapsed) => {
+                    tracing::warn!(request_id, "guest interrupted at the request deadline");
                     metrics.guest_failed(GuestFailure::Timeout);
                     return Err(Failure::DeadlineExceeded);
                 }

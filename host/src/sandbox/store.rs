@@ -17,7 +17,7 @@ use super::limits::InstanceLimits;
 use super::occupancy::Occupancy;
 use super::outbound::{Outbound, OutboundHooks};
 use super::output::{GuestOutput, Stream};
-use super::variables::Variables;
+use super::variables::{Variables, WithVariables};
 
 /// What every instance of one component is made with.
 #[derive(Clone)]
@@ -72,8 +72,10 @@ impl InstanceState {
             _files: recipe.files.clone(),
         })
     }
+}
 
-    pub fn variables(&self) -> &Variables {
+impl WithVariables for InstanceState {
+    fn variables(&self) -> &Variables {
         &self.variables
     }
 }

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 use wasmtime::{Result, StoreContextMut};
 
-use super::store::InstanceState;
-
 /// A component's variables, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Variables(Arc<BTreeMap<String, String>>);
@@ -76,8 +74,13 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Store data that holds an instance's variables.
+pub trait WithVariables: Send + 'static {
+    fn variables(&self) -> &Variables;
+}
+
 /// Defines the three interfaces in `linker`, reading each instance's variables.
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
+pub fn add_to_linker<T: WithVariables>(linker: &mut Linker<T>) -> Result<()> {
     linker
         .instance("spin:variables/variables@3.0.0")?
         .func_wrap_concurrent("get", |accessor, (name,): (String,)| {
@@ -88,24 +91,18 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
         })?;
     linker.instance("fermyon:spin/variables@2.0.0")?.func_wrap(
         "get",
-        |store: StoreContextMut<'_, InstanceState>, (name,): (String,)| {
+        |store: StoreContextMut<'_, T>, (name,): (String,)| {
             Ok((store.data().variables().get(&name),))
         },
     )?;
     let mut config = linker.instance("wasi:config/store@0.2.0-draft-2024-09-27")?;
-    config.func_wrap(
-        "get",
-        |store: StoreContextMut<'_, InstanceState>, (key,): (String,)| {
-            let value = store.data().variables().0.get(&key).cloned();
-            Ok((Ok::<_, ConfigError>(value),))
-        },
-    )?;
-    config.func_wrap(
-        "get-all",
-        |store: StoreContextMut<'_, InstanceState>, (): ()| {
-            Ok((Ok::<_, ConfigError>(store.data().variables().all()),))
-        },
-    )?;
+    config.func_wrap("get", |store: StoreContextMut<'_, T>, (key,): (String,)| {
+        let value = store.data().variables().0.get(&key).cloned();
+        Ok((Ok::<_, ConfigError>(value),))
+    })?;
+    config.func_wrap("get-all", |store: StoreContextMut<'_, T>, (): ()| {
+        Ok((Ok::<_, ConfigError>(store.data().variables().all()),))
+    })?;
     Ok(())
 }
 

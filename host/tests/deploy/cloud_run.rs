@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use crate::help::ServeHelp;
 use crate::manifest::{
     duration_setting, env, http_probes, image_lines, int, int_setting, load, only_container, read,
     setting, str,
 };
-use crate::help::ServeHelp;
 
 const SERVICE: &str = "deploy/service.yaml";
 

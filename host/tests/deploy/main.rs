@@ -4,6 +4,6 @@
 
 mod cloud_run;
 mod gke;
-mod manifest;
 #[path = "../common/help.rs"]
 mod help;
+mod manifest;

@@ -7,6 +7,8 @@ mod defaults;
 mod environment;
 mod examples;
 mod hardening;
+#[path = "../common/help.rs"]
+mod help;
 mod http2;
 mod logs;
 mod metrics;
@@ -16,8 +18,6 @@ mod portability;
 mod precompile;
 mod reuse;
 mod serve;
-#[path = "../common/help.rs"]
-mod help;
 mod spin;
 mod startup_errors;
 mod swap;

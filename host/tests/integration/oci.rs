@@ -16,8 +16,8 @@ use crate::swap::{
     Build, TOKEN, active_version, assert_swapped_to, start_with_admin, version_json,
 };
 use crate::util::{
-    TestServer, assert_hello, client, guests, send, serve_refused, sha256_hex, sha256_of,
-    tool_runs, wait_for,
+    TestServer, assert_get, assert_hello, client, guests, send, serve_refused, sha256_hex,
+    sha256_of, tool_runs, wait_for,
 };
 
 /// The Wasm artifact's media types, as `wkg oci push` writes them.
@@ -471,4 +471,18 @@ async fn a_component_pushed_with_wkg_is_served() {
     );
     assert_hello(&server).await;
     server.assert_logged(&format!("serving generation 1: `{by_tag}@{digest}`"));
+}
+
+#[tokio::test]
+async fn a_wasi_0_3_component_is_pulled_and_served() {
+    let registry = LocalRegistry::start();
+    registry.push("service:v1", &guests().p3_testbed).await;
+    let reference = registry.reference("service:v1");
+    let server = TestServer::start_with(
+        Path::new(&reference),
+        &["--insecure-registry", registry.host.as_str()],
+    );
+    server.assert_logged("wasi:http/service@0.3 (WASI 0.3)");
+    assert_get(&server, "/count", StatusCode::OK, "1").await;
+    assert_get(&server, "/count", StatusCode::OK, "2").await;
 }

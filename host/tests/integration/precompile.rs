@@ -186,3 +186,27 @@ fn compiled_code_targets_the_x86_64_v2_baseline_not_this_cpu() {
         );
     }
 }
+
+#[test]
+fn version_names_the_wasmtime_a_cwasm_must_match() {
+    let output = run_host(&["--version"]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The wasmtime of the workspace's pin: every patch release needs a new `.cwasm`.
+    let cargo_toml =
+        std::fs::read_to_string(crate::util::workspace().join("Cargo.toml")).expect("Cargo.toml");
+    let pinned = cargo_toml
+        .lines()
+        .find(|line| line.starts_with("wasmtime = "))
+        .and_then(|line| line.split("\"=").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the wasmtime pin in Cargo.toml");
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "wasi-host {} (wasmtime {pinned})",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "{stdout}"
+    );
+}

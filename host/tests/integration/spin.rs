@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::examples::spin_python;
-use crate::outbound::{UpstreamReply, UPSTREAM_BODY, Upstream};
+use crate::outbound::{UPSTREAM_BODY, Upstream, UpstreamReply};
 use crate::swap::{TOKEN, put_component, start_with_admin};
 use crate::util::{
     TestServer, assert_hello, client, guests, send, serve_refused, wait_for, workspace,
@@ -405,7 +405,7 @@ async fn an_unimplemented_spin_import_loads_and_a_call_gets_its_error() {
             assert_eq!(response.status(), StatusCode::OK);
             let body = response.text().await.expect("body");
             // The interface's own error, its `other(string)` case.
-            assert_eq!(body, format!("open failed: Other({message:?})"));
+            assert_eq!(body, format!("open failed: Error::Other({message:?})"));
         }
         // Logged once however often it is called.
         assert_eq!(
