@@ -8,8 +8,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::metrics::{assert_sample, metrics_url, scrape};
-use crate::swap::{Build, TOKEN, component_copy, put_component, start_with_admin};
-use crate::util::{TestServer, cpu_time, guests, send, serve_refused, wait_for};
+use crate::swap::{Build, TOKEN, active_version, component_copy, put_component, start_with_admin};
+use crate::util::{TestServer, cpu_time, guests, send, serve_refused, sha256_of, wait_for};
 
 /// A client that opens a new connection for every request, so the kernel spreads them
 /// over the workers.
@@ -45,6 +45,15 @@ async fn assert_all_served(server: &TestServer, build: &str, count: usize) {
 /// Established connections to local `port` whose sockets process `pid` holds: the
 /// connections that worker accepted.
 fn connections_held(pid: u32, port: u16) -> usize {
+    sockets_held(pid, port, ESTABLISHED)
+}
+
+/// The states of `/proc/net/tcp` counted here.
+const ESTABLISHED: &str = "01";
+const LISTENING: &str = "0A";
+
+/// Sockets on local `port` in `state` that process `pid` holds.
+fn sockets_held(pid: u32, port: u16, state: &str) -> usize {
     let sockets: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the worker's file descriptors")
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
@@ -68,7 +77,7 @@ fn connections_held(pid: u32, port: u16) -> usize {
         .filter(|fields| {
             let local_port = fields[1].rsplit(':').next().expect("address:port");
             u16::from_str_radix(local_port, 16) == Ok(port)
-                && fields[3] == "01"
+                && fields[3] == state
                 && sockets.contains(fields[9])
         })
         .count()
@@ -131,28 +140,89 @@ async fn connections_reach_every_worker_and_the_metrics_add_up() {
     );
 }
 
+/// Asks the admin endpoint what the primary and each other worker serve, and checks
+/// that all `workers` serve generation `generation` of the bytes whose SHA-256 is
+/// `sha256`.
+pub async fn assert_workers_serve(admin: &str, workers: usize, generation: u64, sha256: &str) {
+    let version = active_version(admin).await;
+    assert_eq!(version["generation"], generation, "{version}");
+    assert_eq!(version["sha256"], sha256, "{version}");
+    let others = version["workers"].as_array().expect("the other workers");
+    assert_eq!(others.len(), workers - 1, "{version}");
+    for (number, worker) in (2..).zip(others) {
+        assert_eq!(worker["worker"], number, "{version}");
+        assert_eq!(worker["generation"], generation, "{version}");
+        assert_eq!(worker["sha256"], sha256, "{version}");
+    }
+}
+
 #[tokio::test]
 async fn every_swap_reaches_every_worker() {
     let (_dir, path) = component_copy();
     let (server, admin) = start_with_admin(&path, &["--workers", "2"]);
     secondary_pid(&server);
     assert_all_served(&server, "v1", 20).await;
+    assert_workers_serve(&admin, 2, 1, &sha256_of(Build::V1.file())).await;
 
     let reply = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
     assert_eq!(reply.status, StatusCode::OK);
     server.assert_logged("worker 2 follows: generation 2");
     assert_all_served(&server, "v2", 20).await;
+    assert_workers_serve(&admin, 2, 2, &sha256_of(Build::V2.file())).await;
 
     std::fs::write(&path, Build::V1.bytes()).expect("replace component");
     server.signal("HUP");
     server.assert_logged("worker 2 follows: generation 3");
     assert_all_served(&server, "v1", 20).await;
+    assert_workers_serve(&admin, 2, 3, &sha256_of(Build::V1.file())).await;
 
     // A version the primary rejects is never offered to the others.
     let reply = put_component(&admin, Some(TOKEN), b"\0asm\x01\0\0\0".to_vec()).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_all_served(&server, "v1", 20).await;
-    assert!(!server.log().contains("did not follow"), "{}", server.log());
+    let log = server.log();
+    assert!(!log.contains("could not load"), "{log}");
+    assert!(!log.contains("did not publish"), "{log}");
+}
+
+#[tokio::test]
+async fn a_worker_listens_only_once_it_has_the_primarys_version() {
+    let server = TestServer::start_with(&guests().testbed, &["--workers", "2"]);
+    let pid = server.logged_after("started worker 2 of 2 (pid ");
+    let secondary: u32 = pid.trim_end_matches(')').parse().expect("worker 2's pid");
+    let port = server.addr.port();
+    // Sampled from the moment worker 2 runs: until it says it serves, it has loaded
+    // nothing, and a listening socket of its own would take a share of the connections
+    // for it to answer only once it has.
+    let mut early = 0;
+    while !server.log().contains("worker 2 of 2 serving on") {
+        assert_eq!(
+            sockets_held(secondary, port, LISTENING),
+            0,
+            "worker 2 listens before it has a version: {}",
+            server.log()
+        );
+        early += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(sockets_held(secondary, port, LISTENING) >= 1);
+    eprintln!("{early} samples before worker 2 served");
+    server.assert_logged("serving generation 1: ");
+    server.assert_logged("as the primary does");
+    assert_all_served(&server, "v1", 20).await;
+}
+
+#[tokio::test]
+async fn wasi_0_3_components_are_served_by_every_worker() {
+    let (server, admin) = start_with_admin(&guests().p3_testbed, &["--workers", "2"]);
+    secondary_pid(&server);
+    assert_workers_serve(&admin, 2, 1, &sha256_of(&guests().p3_testbed)).await;
+    let http = fresh_connections();
+    for _ in 0..20 {
+        let reply = send(http.post(server.url("/echo")).body("ping")).await;
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, "ping"));
+    }
+    assert!(!server.log().contains("ERROR"), "{}", server.log());
 }
 
 #[tokio::test]
