@@ -3,6 +3,7 @@
 //! `http`, for the types the settings are made of.
 
 mod cli;
+mod cpus;
 mod environment;
 mod serve;
 mod workers;

@@ -96,6 +96,11 @@ async fn lead(
     metrics: &Arc<Metrics>,
     builder: &auto::Builder<TokioExecutor>,
 ) -> Result<(Arc<ActiveComponent>, TcpListener, Role)> {
+    tracing::info!(
+        "{} serving process(es), {}",
+        config.workers,
+        config.workers_chosen
+    );
     let registry = LazyRegistry::new(config.registry.clone());
     let for_workers = config.workers > 1;
     let active = ActiveComponent::load(

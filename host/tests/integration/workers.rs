@@ -3,13 +3,17 @@
 //! and losing one stops the host rather than leaving part of the port unanswered.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use crate::metrics::{assert_sample, metrics_url, scrape};
 use crate::swap::{Build, TOKEN, active_version, component_copy, put_component, start_with_admin};
-use crate::util::{TestServer, cpu_time, guests, send, serve_refused, sha256_of, wait_for};
+use crate::util::{
+    TestServer, cpu_time, guests, in_test_environment, send, serve_refused, sha256_of, wait_for,
+};
 
 /// A client that opens a new connection for every request, so the kernel spreads them
 /// over the workers.
@@ -309,6 +313,94 @@ async fn losing_a_worker_stops_the_host() {
     let status = server.wait_exit(Duration::from_secs(15));
     assert!(!status.success(), "{status}");
     server.assert_logged("worker 2 exited (signal: 9 (SIGKILL)); stopping");
+}
+
+/// A cgroup of its own with a CPU limit of `quota_us` every 100 ms, on cgroup v1's `cpu`
+/// controller or v2's, whichever this machine has; removed when dropped.
+struct CpuLimit {
+    folder: PathBuf,
+}
+
+impl CpuLimit {
+    fn new(quota_us: u64) -> Self {
+        let name = format!("wasi-host-test-{}-{quota_us}", std::process::id());
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let v2_has_cpu = std::fs::read_to_string(v2.join("cgroup.subtree_control"))
+            .is_ok_and(|controllers| controllers.split_whitespace().any(|c| c == "cpu"));
+        let (folder, files) = if v1.join("cpu.cfs_quota_us").exists() {
+            let files = vec![
+                ("cpu.cfs_period_us", "100000".to_owned()),
+                ("cpu.cfs_quota_us", quota_us.to_string()),
+            ];
+            (v1.join(name), files)
+        } else if v2_has_cpu {
+            (
+                v2.join(name),
+                vec![("cpu.max", format!("{quota_us} 100000"))],
+            )
+        } else {
+            panic!(
+                "no cgroup CPU controller to make a cgroup in: run the tests as root, with \
+                 cgroup v1's `cpu` mounted at /sys/fs/cgroup/cpu or cgroup v2 at \
+                 /sys/fs/cgroup with `cpu` in cgroup.subtree_control"
+            )
+        };
+        std::fs::create_dir(&folder)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", folder.display()));
+        let limit = Self { folder };
+        for (file, value) in files {
+            std::fs::write(limit.folder.join(file), value).expect("set the CPU limit");
+        }
+        limit
+    }
+
+    /// Serves `component` with `flags` in this cgroup, from its first instruction.
+    fn serve(&self, component: &Path, flags: &[&str]) -> TestServer {
+        let mut command = in_test_environment(Command::new("sh"));
+        command
+            .args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+            .arg(self.folder.join("cgroup.procs"))
+            .args([env!("CARGO_BIN_EXE_wasi-host"), "serve"])
+            .arg(component)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(flags);
+        TestServer::spawn(command, "wasi-host", "listening on http://")
+    }
+}
+
+impl Drop for CpuLimit {
+    fn drop(&mut self) {
+        // Busy until its processes have exited.
+        let removed = wait_for(Duration::from_secs(10), || {
+            std::fs::remove_dir(&self.folder).ok()
+        });
+        if removed.is_none() {
+            eprintln!("cannot remove the cgroup {}", self.folder.display());
+        }
+    }
+}
+
+#[test]
+fn auto_starts_one_worker_per_cpu_of_the_cgroup_limit_rounded_up() {
+    let available = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(available >= 2, "this test needs two CPUs, not {available}");
+    for (quota_us, workers, cpus) in [(150_000, 2, "1.50"), (50_000, 1, "0.50")] {
+        let limit = CpuLimit::new(quota_us);
+        let server = limit.serve(&guests().testbed, &["--workers", "auto"]);
+        server.assert_logged(&format!(
+            "{workers} serving process(es), one per CPU of the cgroup"
+        ));
+        server.assert_logged(&format!(
+            "CPU limit of {cpus} CPUs ({quota_us} µs every 100000 µs), rounded up"
+        ));
+        if workers == 2 {
+            server.assert_logged("worker 2 of 2 serving on");
+        } else {
+            assert!(!server.log().contains("started worker"), "{}", server.log());
+        }
+        drop(server);
+    }
 }
 
 #[test]
