@@ -25,7 +25,7 @@ use crate::util::{
     TestServer, assert_hello, client, guests, send, serve_refused, sha256_hex, sha256_of,
     tool_runs, wait_for,
 };
-use crate::workers::assert_workers_serve;
+use crate::workers::{assert_all_served, assert_workers_serve};
 
 /// The Wasm artifact's media types, as `wkg oci push` writes them.
 const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
@@ -583,7 +583,7 @@ async fn every_worker_serves_the_digest_the_primary_pulled_though_the_tag_moves(
     server.assert_logged("worker 2 of 2 serving on");
     assert!(proxy.moved());
     assert_workers_serve(&admin, 2, 1, &sha256_of(Build::V1.file())).await;
-    assert_every_connection_gets(&server, "v1").await;
+    assert_all_served(&server, "v1", 20).await;
 
     // A reload reads v2, and the tag moves back to v1 behind it: every worker swaps
     // to v2.
@@ -592,20 +592,7 @@ async fn every_worker_serves_the_digest_the_primary_pulled_though_the_tag_moves(
     server.assert_logged("worker 2 follows: generation 2");
     assert!(proxy.moved());
     assert_workers_serve(&admin, 2, 2, &sha256_of(Build::V2.file())).await;
-    assert_every_connection_gets(&server, "v2").await;
-}
-
-/// Sends twenty requests for `/build`, each on a connection of its own, and checks each
-/// got `build`.
-async fn assert_every_connection_gets(server: &TestServer, build: &str) {
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
-    for _ in 0..20 {
-        let reply = send(fresh.get(server.url("/build"))).await;
-        assert_eq!((reply.status, reply.text()), (StatusCode::OK, build));
-    }
+    assert_all_served(&server, "v2", 20).await;
 }
 
 #[tokio::test]

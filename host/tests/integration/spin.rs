@@ -15,7 +15,7 @@ use crate::util::{
     TestServer, assert_hello, client, guests, run_host_with_env, send, serve_refused, wait_for,
     workspace,
 };
-use crate::workers::assert_workers_serve;
+use crate::workers::{assert_workers_serve, fresh_connections};
 
 /// A folder holding a manifest and the files it names.
 struct AppFolder {
@@ -414,10 +414,7 @@ async fn every_worker_serves_the_application_the_primary_read_or_none_changes() 
         .expect("the application's digest")
         .to_owned();
     assert_workers_serve(&admin, 2, 1, &sha256).await;
-    let fresh = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
+    let fresh = fresh_connections();
     for _ in 0..10 {
         let reply = send(fresh.get(server.url("/api/build"))).await;
         assert_eq!((reply.status, reply.text()), (StatusCode::OK, "v1"));

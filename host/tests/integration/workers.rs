@@ -17,7 +17,7 @@ use crate::util::{
 
 /// A client that opens a new connection for every request, so the kernel spreads them
 /// over the workers.
-fn fresh_connections() -> reqwest::Client {
+pub fn fresh_connections() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(60))
@@ -38,7 +38,7 @@ fn is_running(pid: u32) -> bool {
 
 /// Sends `count` requests for `/build`, each on a new connection, and checks each got
 /// `build`.
-async fn assert_all_served(server: &TestServer, build: &str, count: usize) {
+pub async fn assert_all_served(server: &TestServer, build: &str, count: usize) {
     let http = fresh_connections();
     for _ in 0..count {
         let reply = send(http.get(server.url("/build"))).await;
