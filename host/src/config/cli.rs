@@ -314,7 +314,9 @@ pub struct RegistryArgs {
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
     /// Serving processes, each with one thread, sharing the port: a number, or `auto`
-    /// for one per CPU. Guests in separate processes never slow each other down with
+    /// for one per CPU of the cgroup's CPU limit (rounded up), else one per CPU the
+    /// process may run on. The first process loads each version and hands it to the
+    /// others. Guests in separate processes never slow each other down with
     /// TLB shootdowns, which matters most for large guests (CPython) on several cores.
     /// `--max-concurrency` and `--max-queue` are shared out among them; the first
     /// process serves the admin and metrics endpoints for all.

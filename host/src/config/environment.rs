@@ -3,27 +3,38 @@
 //! and the CPUs this process may use. Read once and handed in, so that checking a
 //! configuration does no I/O and every check has a unit test.
 
+use std::path::Path;
+
+use super::cpus::{CpuCgroup, Cpus, allowed_cpus};
+
 /// The outside world as configuration sees it.
 pub struct HostEnv {
     vars: Vec<(String, String)>,
-    available_cpus: u32,
+    cpus: Cpus,
 }
 
 impl HostEnv {
     /// This process's environment and CPUs.
     pub fn of_this_process() -> Self {
-        let available_cpus = std::thread::available_parallelism()
-            .map_or(1, |cpus| u32::try_from(cpus.get()).unwrap_or(u32::MAX));
+        // `available_parallelism` would do, but for the quota it already applies.
+        let available = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| allowed_cpus(&status))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, |cpus| u32::try_from(cpus.get()).unwrap_or(u32::MAX))
+            });
+        let cpus = Cpus {
+            available,
+            quota: cgroup_cpu_quota(),
+        };
         let vars = std::env::vars_os()
             .map(|(name, value)| {
                 let lossy = |text: std::ffi::OsString| text.to_string_lossy().into_owned();
                 (lossy(name), lossy(value))
             })
             .collect();
-        Self {
-            vars,
-            available_cpus,
-        }
+        Self { vars, cpus }
     }
 
     /// A made-up world: `vars` as the environment, `available_cpus` CPUs.
@@ -34,7 +45,10 @@ impl HostEnv {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
-            available_cpus,
+            cpus: Cpus {
+                available: available_cpus,
+                quota: None,
+            },
         }
     }
 
@@ -60,8 +74,19 @@ impl HostEnv {
             .collect()
     }
 
-    /// How many CPUs this process may use.
-    pub fn available_cpus(&self) -> u32 {
-        self.available_cpus
+    /// The CPUs this process may use.
+    pub fn cpus(&self) -> Cpus {
+        self.cpus
     }
+}
+
+/// The CPU limit of this process's cgroup, if it has one; none where the cgroup files
+/// cannot be read (not Linux, no `/proc`).
+fn cgroup_cpu_quota() -> Option<super::cpus::CpuQuota> {
+    let read = |path: &Path| std::fs::read_to_string(path).ok();
+    let cgroup = CpuCgroup::locate(
+        &read(Path::new("/proc/self/cgroup"))?,
+        &read(Path::new("/proc/self/mountinfo"))?,
+    )?;
+    cgroup.quota(read)
 }

@@ -3,6 +3,7 @@
 //! `http`, for the types the settings are made of.
 
 mod cli;
+mod cpus;
 mod environment;
 mod serve;
 mod workers;
@@ -15,4 +16,4 @@ pub use self::cli::{
 pub(crate) use self::environment::HostEnv;
 pub use self::serve::PROJECT_VARIABLE;
 pub(crate) use self::serve::{AdmissionLimits, ClientLimits, ServeConfig};
-pub(crate) use self::workers::SECONDARY_ENV;
+pub(crate) use self::workers::{SECONDARY_ENV, SecondaryRole};

@@ -75,6 +75,8 @@ pub struct ServeConfig {
     pub admin: Option<AdminConfig>,
     /// How many serving processes there are, this one included.
     pub workers: u32,
+    /// How that count was chosen, for the log.
+    pub workers_chosen: String,
     /// Set when this process is a secondary worker, started by the primary.
     pub secondary: Option<SecondaryRole>,
     /// Settings that are allowed but probably not what the user meant, for the log.
@@ -125,7 +127,7 @@ impl std::fmt::Debug for AdminConfig {
 impl ServeArgs {
     /// Checks the flags against each other and against `env`, and resolves defaults.
     pub fn into_config(self, env: &HostEnv) -> Result<ServeConfig> {
-        let workers = self.processes.workers.resolve(env.available_cpus());
+        let (workers, workers_chosen) = self.processes.workers.resolve(&env.cpus());
         let addr = self.listen.addr();
         check_side_ports(addr, self.observe.metrics_addr, self.swap.admin_addr)?;
         check_source(&self.component, &self.swap, &self.outbound)?;
@@ -155,6 +157,7 @@ impl ServeArgs {
             registry: self.registry.config(env)?,
             admin: self.swap.admin(env)?,
             workers,
+            workers_chosen,
             secondary: SecondaryRole::parse(env.var(SECONDARY_ENV).as_deref())?,
             source: self.component,
             notices,

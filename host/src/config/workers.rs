@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use anyhow::{Result, anyhow, bail};
 
+use super::cpus::Cpus;
+
 /// Set in a secondary's environment: its number. It is internal to the host, not a
 /// setting.
 pub const SECONDARY_ENV: &str = "WASI_HOST_SECONDARY";
@@ -36,11 +38,12 @@ impl FromStr for WorkerCount {
 }
 
 impl WorkerCount {
-    /// The number of processes, given the CPUs this process may use.
-    pub fn resolve(self, available_cpus: u32) -> u32 {
+    /// The number of processes, given the CPUs this process may use, and how it was
+    /// chosen, for the log.
+    pub fn resolve(self, cpus: &Cpus) -> (u32, String) {
         match self {
-            Self::Fixed(count) => count,
-            Self::Auto => available_cpus.max(1),
+            Self::Fixed(count) => (count, "as --workers says".to_owned()),
+            Self::Auto => (cpus.count(), format!("one per CPU of {cpus}")),
         }
     }
 }
@@ -81,9 +84,19 @@ mod tests {
 
     #[test]
     fn auto_is_one_per_cpu_and_never_none() {
-        assert_eq!(WorkerCount::Auto.resolve(6), 6);
-        assert_eq!(WorkerCount::Auto.resolve(0), 1);
-        assert_eq!(WorkerCount::Fixed(3).resolve(6), 3);
+        let available = |available| Cpus {
+            available,
+            quota: None,
+        };
+        assert_eq!(WorkerCount::Auto.resolve(&available(6)).0, 6);
+        assert_eq!(WorkerCount::Auto.resolve(&available(0)).0, 1);
+        let (count, chosen) = WorkerCount::Fixed(3).resolve(&available(6));
+        assert_eq!((count, chosen.as_str()), (3, "as --workers says"));
+        let (_, chosen) = WorkerCount::Auto.resolve(&available(6));
+        assert_eq!(
+            chosen,
+            "one per CPU of the 6 CPUs available (no cgroup CPU limit)"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderName, Request, header};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 
 use super::component::{self, ComponentBytes, LoadedProxy, World};
 use super::imports::UnimplementedImports;
@@ -90,6 +90,8 @@ pub struct App {
     routes: Option<Routes>,
     /// The component files a Spin application's manifest names.
     component_files: Vec<PathBuf>,
+    /// A single component's compiled code; `None` for a Spin application.
+    single: Option<Component>,
 }
 
 /// One component and the instances its requests run in.
@@ -246,6 +248,7 @@ fn load_single(
             components: vec![component],
             routes: None,
             component_files: Vec::new(),
+            single: Some(loaded.compiled.clone()),
         },
         origin,
         digest: VersionDigest::Of(loaded.bytes),
@@ -333,6 +336,7 @@ impl SpinBytes {
                     .into_iter()
                     .map(|spec| spec.source)
                     .collect(),
+                single: None,
             },
             origin: manifest_path.display().to_string(),
             digest: VersionDigest::Known(sha256),
@@ -406,6 +410,22 @@ impl App {
         }
         headers.extend(spin_headers);
         Some(found.component)
+    }
+
+    /// A single component's compiled code, serialized for the other workers to load
+    /// as it is (`--workers`); `None` for a Spin application, which each worker reads
+    /// from its manifest.
+    pub fn artifact(&self) -> Result<Option<Bytes>> {
+        self.single
+            .as_ref()
+            .map(|compiled| {
+                let artifact = compiled
+                    .serialize()
+                    .map_err(anyhow::Error::from)
+                    .context("cannot serialize the component")?;
+                Ok(Bytes::from(artifact))
+            })
+            .transpose()
     }
 
     /// Every component, in the manifest's order.

@@ -46,6 +46,8 @@ enum Form {
         path: PathBuf,
         fallback: Option<PathBuf>,
     },
+    /// A wasmtime artifact the primary worker compiled and handed to this secondary.
+    Handed(bytes::Bytes),
 }
 
 impl ComponentBytes {
@@ -116,6 +118,16 @@ impl ComponentBytes {
         })
     }
 
+    /// A component the primary worker compiled, as `Component::serialize` wrote it, handed
+    /// to this secondary over their private control connection (`--workers`): trusted
+    /// like a `.cwasm` an operator placed, since only the primary can send it.
+    pub fn handed_by_primary(artifact: bytes::Bytes, origin: String) -> Self {
+        Self {
+            origin,
+            form: Form::Handed(artifact),
+        }
+    }
+
     /// Where the bytes came from: a path, or an upload.
     pub fn origin(&self) -> &str {
         &self.origin
@@ -127,6 +139,7 @@ impl ComponentBytes {
         let mut hasher = Sha256::new();
         match &self.form {
             Form::Wasm(bytes) => hasher.update(bytes),
+            Form::Handed(artifact) => hasher.update(artifact),
             Form::Precompiled { path, .. } => {
                 let cannot = || format!("cannot read `{}` to hash it", path.display());
                 let mut file = std::fs::File::open(path).with_context(cannot)?;
@@ -150,6 +163,8 @@ impl LoadedProxy {
 /// A component compiled, linked and pre-instantiated: ready to serve.
 pub struct LoadedProxy {
     pub world: World,
+    /// The compiled code, which the primary worker hands to the others.
+    pub compiled: Component,
     /// The pre-instantiated component.
     pub proxy: ProxyPre<InstanceState>,
     /// The bytes it was made from.
@@ -167,6 +182,7 @@ pub fn load_proxy(
 ) -> Result<LoadedProxy> {
     let compiled = match &component.form {
         Form::Wasm(bytes) => compile(engine, bytes, &component.origin),
+        Form::Handed(artifact) => deserialize_handed(engine, artifact),
         Form::Precompiled { path, fallback } => match deserialize(engine, path) {
             Ok(compiled) => {
                 if let Some(wasm) = fallback {
@@ -202,6 +218,7 @@ pub fn load_proxy(
     Ok(LoadedProxy {
         world,
         proxy,
+        compiled,
         bytes: component,
     })
 }
@@ -375,6 +392,15 @@ fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
     // mapped, not copied: like an executable, it must be replaced by renaming a new
     // file over it (as `wasi-host compile` does), never rewritten in place.
     unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_handed(engine: &Engine, artifact: &[u8]) -> Result<Component> {
+    // SAFETY: the artifact was serialized by the primary worker, the same executable with
+    // the same engine configuration, and reached this process over the socket pair the
+    // primary created for it, which nothing else can write to.
+    unsafe { Component::deserialize(engine, artifact) }
+        .context("cannot load the component the primary worker compiled")
 }
 
 fn compile(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Component> {

@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
 
 use self::accept::{accept_connections, connection_builder};
 use self::role::Role;
-use crate::config::ServeConfig;
+use crate::config::{SecondaryRole, ServeConfig};
 use crate::load::app::HostPolicy;
 use crate::load::engine;
 use crate::load::registry::LazyRegistry;
@@ -29,7 +32,9 @@ use crate::request::span::Observer;
 use crate::sandbox::deadline;
 use crate::sandbox::outbound::Outbound;
 use crate::swap::active::ActiveComponent;
+use crate::swap::loader::Loader;
 use crate::swap::triggers;
+use crate::workers;
 
 /// Loads the component, binds, and serves until SIGTERM or SIGINT.
 pub async fn serve(config: ServeConfig) -> Result<()> {
@@ -37,26 +42,18 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         tracing::warn!("{notice}");
     }
     let metrics = Arc::new(Metrics::new());
-    let active = load(&config, &metrics).await?;
+    let loader = Arc::new(loader(&config, &metrics)?);
+    let builder = connection_builder(&config.client);
+    let taken_up = match config.secondary {
+        Some(secondary) => follow_primary(&config, secondary, loader, &metrics).await?,
+        None => Some(lead(&config, loader, &metrics, &builder).await?),
+    };
+    // The primary asked this secondary to stop, or went away, before it had a version.
+    let Some((active, listener, mut role)) = taken_up else {
+        return Ok(());
+    };
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let service = Arc::new(request_service(&config, &active, &admission, &metrics));
-    let builder = connection_builder(&config.client);
-    let (listener, secondary_listeners) = match config.secondary {
-        Some(_) => (crate::workers::inherited_listener()?, Vec::new()),
-        None => bind::bind_workers(config.addr, config.workers).await?,
-    };
-    let local = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    let mut role = Role::take_up(
-        &config,
-        &active,
-        &metrics,
-        &builder,
-        secondary_listeners,
-        local,
-    )
-    .await?;
     let graceful = GracefulShutdown::new();
     let serve_one = move |request, peer| {
         let service = service.clone();
@@ -71,9 +68,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     outcome.and(stopped)
 }
 
-/// Loads the first version, starts what stops guests at their deadline and what reloads
-/// on SIGHUP. Every load error surfaces here, before the port is bound.
-async fn load(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Arc<ActiveComponent>> {
+/// The engine, its linker and what every component gets, and the thread that stops
+/// guests at their deadline.
+fn loader(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Loader> {
     let engine = engine::build_engine(&config.instance)?;
     let linker = engine::build_linker(&engine)?;
     let policy = HostPolicy {
@@ -87,19 +84,77 @@ async fn load(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Arc<Active
         imports: config.imports,
         metrics: metrics.clone(),
     };
+    deadline::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
+    Ok(Loader::new(engine, linker, policy))
+}
+
+/// The primary's start: loads the first version (every load error surfaces here,
+/// before the port is bound), reloads on SIGHUP, binds, and starts the secondaries.
+async fn lead(
+    config: &ServeConfig,
+    loader: Arc<Loader>,
+    metrics: &Arc<Metrics>,
+    builder: &auto::Builder<TokioExecutor>,
+) -> Result<(Arc<ActiveComponent>, TcpListener, Role)> {
+    tracing::info!(
+        "{} serving process(es), {}",
+        config.workers,
+        config.workers_chosen
+    );
+    let registry = LazyRegistry::new(config.registry.clone());
+    let for_workers = config.workers > 1;
     let active = ActiveComponent::load(
-        engine.clone(),
-        linker,
+        loader,
         config.source.clone(),
-        policy,
-        LazyRegistry::new(config.registry.clone()),
+        registry,
         metrics.clone(),
+        for_workers,
     )
     .await?;
     let active = Arc::new(active);
-    deadline::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     triggers::reload_on_hangup(active.clone())?;
-    Ok(active)
+    let (listener, secondary_sockets) = bind::bind_workers(config.addr, config.workers).await?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let role = Role::lead(config, &active, metrics, builder, secondary_sockets, local).await?;
+    Ok((active, listener, role))
+}
+
+/// A secondary's start: waits for the primary to hand over the first version, then
+/// listens on the socket the primary gave it. `None` if told to stop before that.
+async fn follow_primary(
+    config: &ServeConfig,
+    secondary: SecondaryRole,
+    loader: Arc<Loader>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<(Arc<ActiveComponent>, TcpListener, Role)>> {
+    triggers::leave_hangup_to_primary()?;
+    let socket = workers::inherited_socket()?;
+    let following = workers::follow(
+        secondary.number,
+        loader,
+        config.source.clone(),
+        config.registry.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let Some(following) = following else {
+        return Ok(None);
+    };
+    let listener = bind::listen_on(socket)?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(
+        "worker {} of {} serving on http://{local}/",
+        secondary.number,
+        config.workers
+    );
+    let role = Role::Secondary {
+        control_stop: following.stop,
+    };
+    Ok(Some((following.active, listener, role)))
 }
 
 /// What the serving port answers with.

@@ -21,13 +21,15 @@ use crate::load::source::AppSource;
 use crate::observe::metrics::Metrics;
 use crate::swap::active::ActiveComponent;
 use crate::swap::triggers;
-use crate::workers::{Secondaries, serve_control};
+use crate::workers::Secondaries;
 
 /// This process's role, taken up once the port is bound.
 pub enum Role {
     Primary {
         /// `None` with a single worker.
         secondaries: Option<Secondaries>,
+        /// Handing the first version to the secondaries; `None` with a single worker.
+        handover: Option<JoinHandle<Result<()>>>,
         side_servers: Vec<JoinHandle<()>>,
     },
     Secondary {
@@ -37,34 +39,28 @@ pub enum Role {
 }
 
 impl Role {
-    /// Takes up the role `config` names; a primary gives `secondary_listeners` to the
-    /// secondaries it starts. Logs that this process listens on `local`.
-    pub async fn take_up(
+    /// Takes up the primary's role: starts the secondaries, each with one of
+    /// `secondary_sockets`, hands them the active version, and starts watching and the
+    /// side servers. Logs that this process listens on `local`.
+    pub async fn lead(
         config: &ServeConfig,
         active: &Arc<ActiveComponent>,
         metrics: &Arc<Metrics>,
         builder: &auto::Builder<TokioExecutor>,
-        secondary_listeners: Vec<OwnedFd>,
+        secondary_sockets: Vec<OwnedFd>,
         local: SocketAddr,
     ) -> Result<Self> {
-        if let Some(role) = config.secondary {
-            let control_stop = Arc::new(Notify::new());
-            serve_control(active.clone(), metrics.clone(), control_stop.clone())?;
-            tracing::info!(
-                "worker {} of {} serving on http://{local}/",
-                role.number,
-                config.workers
-            );
-            return Ok(Self::Secondary { control_stop });
-        }
-        let secondaries = if secondary_listeners.is_empty() {
+        let secondaries = if secondary_sockets.is_empty() {
             None
         } else {
-            Some(Secondaries::start(secondary_listeners).await?)
+            Some(Secondaries::start(secondary_sockets).await?)
         };
-        if let Some(started) = &secondaries {
+        // The primary serves meanwhile: the secondaries listen once they have it.
+        let handover = secondaries.as_ref().map(|started| {
             active.lead(started.followers());
-        }
+            let active = active.clone();
+            tokio::spawn(async move { active.hand_over().await })
+        });
         // The configuration allows `--watch` with files only.
         if config.watch {
             triggers::spawn_watcher(active.clone(), &config.source)?;
@@ -74,6 +70,7 @@ impl Role {
         log_listening(config, local);
         Ok(Self::Primary {
             secondaries,
+            handover,
             side_servers,
         })
     }
@@ -85,10 +82,12 @@ impl Role {
         match self {
             Self::Primary {
                 secondaries: Some(secondaries),
+                handover,
                 ..
             } => tokio::select! {
                 stopped = shutdown::requested() => stopped,
                 lost = secondaries.exited() => Err(lost),
+                failed = handover_failed(handover) => Err(failed),
             },
             Self::Primary { .. } => shutdown::requested().await,
             Self::Secondary { control_stop } => tokio::select! {
@@ -116,6 +115,21 @@ impl Role {
                 server.abort();
             }
         }
+    }
+}
+
+/// Resolves if handing the first version to the secondaries failed: the host cannot
+/// serve one version on every worker.
+async fn handover_failed(handover: &mut Option<JoinHandle<Result<()>>>) -> anyhow::Error {
+    let Some(task) = handover.as_mut() else {
+        return std::future::pending().await;
+    };
+    let outcome = task.await;
+    *handover = None;
+    match outcome {
+        Ok(Ok(())) => std::future::pending().await,
+        Ok(Err(error)) => error.context("the workers cannot serve the first version; stopping"),
+        Err(error) => anyhow::anyhow!("handing the first version to the workers failed: {error}"),
     }
 }
 

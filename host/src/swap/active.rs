@@ -9,6 +9,11 @@
 //! A reload reads the code again from where it came from: its file, its manifest, or
 //! its registry reference, pulled again (the new bytes are downloaded only if the
 //! reference now names other bytes).
+//!
+//! With `--workers`, only the primary reads, pulls and compiles; it hands each version
+//! to the other workers (see [`super::loader`]) and publishes it only once every one of
+//! them has loaded it, then has them publish it too. A worker that cannot load it makes
+//! the swap fail, and every worker keeps the old version.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,15 +23,13 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, anyhow};
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
-use wasmtime::Engine;
-use wasmtime::component::Linker;
 
-use crate::load::app::{App, AppBytes, HostPolicy, LoadedApp, VersionDigest};
+use super::loader::{Candidate, Handoff, Loader};
+use crate::load::app::{App, AppBytes, VersionDigest};
 use crate::load::component::ComponentBytes;
 use crate::load::registry::{ComponentReference, LazyRegistry};
 use crate::load::source::AppSource;
 use crate::observe::metrics::{Metrics, WASI_VERSIONS};
-use crate::sandbox::store::InstanceState;
 
 /// One published version of the code.
 pub struct Version {
@@ -47,8 +50,20 @@ pub struct Version {
     pub activated_at: SystemTime,
 }
 
-/// A loaded version and its SHA-256, or `None` when the bytes are the active ones.
-type Loaded = Result<Option<(LoadedApp, String)>>;
+impl Version {
+    /// Loads, with `loader`, the version the primary handed to this secondary worker;
+    /// `source` is where a Spin application is read again.
+    pub async fn handed(loader: &Loader, handoff: Handoff, source: AppSource) -> Result<Self> {
+        let loaded = loader.load_handoff(&handoff, source).await?;
+        Ok(Self {
+            app: loaded.app,
+            generation: handoff.generation,
+            sha256: OnceLock::from(handoff.sha256),
+            origin: handoff.origin,
+            activated_at: SystemTime::now(),
+        })
+    }
+}
 
 /// What made the host load a new version; it is named in the log line.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +76,7 @@ pub enum Trigger {
     Upload,
     /// A new registry reference sent to the admin endpoint.
     NewReference,
-    /// The primary worker made a change and has this secondary make it too
+    /// The primary worker published a version and has this secondary serve it too
     /// (`--workers`).
     Primary,
 }
@@ -75,58 +90,64 @@ pub enum SwapError {
     Rejected(anyhow::Error),
 }
 
-/// A change this process made, for its followers to make too.
-pub enum Change {
-    /// Read the code again from its source.
-    Reload,
-    /// Serve uploaded bytes.
-    Upload {
-        /// The component, as uploaded.
-        bytes: Vec<u8>,
-        /// Where it came from, for the log and the admin `GET`.
-        origin: String,
-    },
-    /// Pull and serve this reference.
-    Reference(ComponentReference),
-}
+/// A future the [`Followers`] return.
+pub type FollowerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Processes that make every change this one makes: the secondary workers of
+/// Processes that serve every version this one publishes: the secondary workers of
 /// `--workers`. `swap` owns the trait so that it never depends on how they are reached.
 pub trait Followers: Send + Sync {
-    /// Has every follower make `change`, which this process has just made. One that
-    /// cannot is logged: it keeps serving its current version.
-    fn follow<'a>(&'a self, change: &'a Change) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// Has every follower load `handoff` without serving it yet. Fails, naming the
+    /// first follower that could not, once those that had loaded it have dropped it.
+    fn prepare<'a>(&'a self, handoff: &'a Handoff) -> FollowerFuture<'a, Result<()>>;
+
+    /// Has every follower serve the version it prepared. One that cannot has lost its
+    /// connection to this process, and so stops, which stops the host: the versions
+    /// never stay split.
+    fn publish(&self) -> FollowerFuture<'_, ()>;
+
+    /// What each follower serves, for the admin endpoint.
+    fn versions(&self) -> FollowerFuture<'_, Vec<FollowerVersion>>;
+}
+
+/// The version a follower serves, as it reports it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct FollowerVersion {
+    /// Its worker number.
+    pub worker: u32,
+    pub generation: Option<u64>,
+    pub sha256: Option<String>,
+    /// Why it could not tell, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The component requests are served with, and the means to replace it.
 pub struct ActiveComponent {
     current: ArcSwap<Version>,
-    engine: Engine,
-    linker: Linker<InstanceState>,
+    loader: Arc<Loader>,
     /// Where reloads (SIGHUP, `--watch`) read the code. It is locked for the whole of
     /// every swap, which serializes them.
     source: Mutex<AppSource>,
-    /// What every component gets from the host.
-    policy: Arc<HostPolicy>,
     /// Where registry references are pulled from.
     registry: LazyRegistry,
     /// Where the active generation is shown.
     metrics: Arc<Metrics>,
-    /// The secondary workers, which make every change this one makes (`--workers`).
+    /// The secondary workers, which serve every version this one publishes
+    /// (`--workers`).
     followers: OnceLock<Arc<dyn Followers>>,
 }
 
 impl ActiveComponent {
-    /// Loads generation 1 from `source`, before the port is bound.
+    /// Loads generation 1 from `source`, before the port is bound. With `for_workers`,
+    /// its digest is computed before it serves, since the other workers are given it;
+    /// otherwise after, so that hashing a large file never delays a cold start.
     pub async fn load(
-        engine: Engine,
-        linker: Linker<InstanceState>,
+        loader: Arc<Loader>,
         source: AppSource,
-        policy: HostPolicy,
         registry: LazyRegistry,
         metrics: Arc<Metrics>,
+        for_workers: bool,
     ) -> Result<Self> {
-        let policy = Arc::new(policy);
         let pulled = match &source {
             AppSource::Registry(reference) => {
                 let (resolved, bytes) = registry.get().pull(reference).await?;
@@ -134,21 +155,13 @@ impl ActiveComponent {
             }
             _ => None,
         };
-        let (read_source, compile_engine, compile_linker, compile_policy) = (
-            source.clone(),
-            engine.clone(),
-            linker.clone(),
-            policy.clone(),
-        );
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = match pulled {
-                Some(bytes) => bytes,
-                None => AppBytes::read(&read_source)?,
-            };
-            bytes.load(&compile_engine, &compile_linker, &compile_policy)
-        })
-        .await
-        .context("the loading task failed")??;
+        let read_source = source.clone();
+        let loaded = loader
+            .load_unhashed(move || match pulled {
+                Some(bytes) => Ok(bytes),
+                None => AppBytes::read(&read_source),
+            })
+            .await?;
         let version = Arc::new(Version {
             app: loaded.app,
             generation: 1,
@@ -157,32 +170,95 @@ impl ActiveComponent {
             activated_at: SystemTime::now(),
         });
         tracing::info!("serving generation 1: `{}`", version.origin);
-        hash_in_background(version.clone(), loaded.digest)?;
+        if for_workers {
+            let digest = loaded.digest;
+            let sha256 = tokio::task::spawn_blocking(move || digest.compute())
+                .await
+                .context("the hashing task failed")??;
+            version.sha256.get_or_init(|| sha256);
+        } else {
+            hash_in_background(version.clone(), loaded.digest)?;
+        }
         show(&metrics, &version);
-        Ok(Self {
+        Ok(Self::serving(loader, version, source, registry, metrics))
+    }
+
+    /// Serves `first`, the version the primary handed to this secondary worker.
+    pub fn following(
+        loader: Arc<Loader>,
+        first: Version,
+        source: AppSource,
+        registry: LazyRegistry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        tracing::info!(
+            "serving generation {}: `{}` (sha256 {}), as the primary does",
+            first.generation,
+            first.origin,
+            first.sha256.get().map_or("unknown", String::as_str)
+        );
+        let first = Arc::new(first);
+        show(&metrics, &first);
+        Self::serving(loader, first, source, registry, metrics)
+    }
+
+    fn serving(
+        loader: Arc<Loader>,
+        version: Arc<Version>,
+        source: AppSource,
+        registry: LazyRegistry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
             current: ArcSwap::new(version),
-            engine,
-            linker,
+            loader,
             source: Mutex::new(source),
-            policy,
             registry,
             metrics,
             followers: OnceLock::new(),
-        })
+        }
     }
 
-    /// From now on, every change made here is made by `followers` too.
+    /// From now on, every version published here is published by `followers` too.
     pub fn lead(&self, followers: Arc<dyn Followers>) {
         if self.followers.set(followers).is_err() {
             tracing::warn!("the secondary workers were already set");
         }
     }
 
-    /// Has the followers, if any, make the change this one just made. The caller still
-    /// holds the `source` lock, so every process makes the changes in one order.
-    async fn tell_followers(&self, change: impl FnOnce() -> Change) {
-        if let Some(followers) = self.followers.get() {
-            followers.follow(&change()).await;
+    /// Hands the active version to the followers and has them serve it: how they get
+    /// their first version.
+    pub async fn hand_over(&self) -> Result<()> {
+        let Some(followers) = self.followers.get() else {
+            return Ok(());
+        };
+        let _swapping = self.source.lock().await;
+        let version = self.current();
+        let sha256 = version
+            .sha256
+            .get()
+            .cloned()
+            .context("the active version has no digest to hand over")?;
+        let serializing = version.clone();
+        let artifact = tokio::task::spawn_blocking(move || serializing.app.artifact())
+            .await
+            .context("the serializing task failed")??;
+        let handoff = Handoff {
+            generation: version.generation,
+            sha256,
+            origin: version.origin.clone(),
+            artifact,
+        };
+        followers.prepare(&handoff).await?;
+        followers.publish().await;
+        Ok(())
+    }
+
+    /// The followers' versions, one per follower; none without followers.
+    pub async fn follower_versions(&self) -> Vec<FollowerVersion> {
+        match self.followers.get() {
+            Some(followers) => followers.versions().await,
+            None => Vec::new(),
         }
     }
 
@@ -194,17 +270,13 @@ impl ActiveComponent {
     /// Reads the code again from its source and, if it changed, publishes it.
     pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
         let source = self.source.lock().await;
-        let outcome = match &*source {
+        match &*source {
             AppSource::Registry(reference) => self.pull(trigger, reference).await,
             source => {
                 let source = source.clone();
                 self.swap(trigger, move || AppBytes::read(&source)).await
             }
-        };
-        if outcome.is_ok() {
-            self.tell_followers(|| Change::Reload).await;
         }
-        outcome
     }
 
     /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`. A host
@@ -212,22 +284,12 @@ impl ActiveComponent {
     pub async fn upload(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Version>, SwapError> {
         let source = self.source.lock().await;
         refuse_over_application(&source)?;
-        let copy = self
-            .followers
-            .get()
-            .map(|_| (bytes.clone(), origin.clone()));
-        let outcome = self
-            .swap(Trigger::Upload, move || {
-                Ok(AppBytes::Component(ComponentBytes::uploaded(
-                    bytes, origin,
-                )?))
-            })
-            .await;
-        if let (Some((bytes, origin)), Ok(_)) = (copy, &outcome) {
-            self.tell_followers(|| Change::Upload { bytes, origin })
-                .await;
-        }
-        outcome
+        self.swap(Trigger::Upload, move || {
+            Ok(AppBytes::Component(ComponentBytes::uploaded(
+                bytes, origin,
+            )?))
+        })
+        .await
     }
 
     /// Pulls `reference` and publishes it; unless it is rejected, it becomes the source
@@ -240,11 +302,15 @@ impl ActiveComponent {
         refuse_over_application(&source)?;
         let outcome = self.pull(Trigger::NewReference, &reference).await;
         if !matches!(outcome, Err(SwapError::Rejected(_))) {
-            self.tell_followers(|| Change::Reference(reference.clone()))
-                .await;
             *source = AppSource::Registry(reference);
         }
         outcome
+    }
+
+    /// Publishes `version`, which the primary handed to this secondary worker.
+    pub fn publish_handed(&self, version: Version) -> Arc<Version> {
+        let previous = self.current().generation;
+        self.publish(version, Trigger::Primary, previous)
     }
 
     /// Pulls `reference` and publishes it if it names other bytes than the active
@@ -272,61 +338,72 @@ impl ActiveComponent {
         }
     }
 
-    /// Loads what `read` returns and publishes it. The caller holds the `source` lock.
+    /// Loads what `read` returns, has the followers load it too, and publishes it
+    /// everywhere. The caller holds the `source` lock.
     async fn swap(
         &self,
         trigger: Trigger,
         read: impl FnOnce() -> Result<AppBytes> + Send + 'static,
     ) -> Result<Arc<Version>, SwapError> {
         let old = self.current();
-        let engine = self.engine.clone();
-        let linker = self.linker.clone();
-        let policy = self.policy.clone();
-        let current = old.clone();
-        // Compiling takes milliseconds to seconds of CPU: keep it off the threads that
-        // serve requests.
-        let loaded = tokio::task::spawn_blocking(move || -> Loaded {
-            let bytes = read()?;
-            let sha256 = bytes.sha256()?;
-            if current.sha256.get() == Some(&sha256) {
-                return Ok(None);
-            }
-            let origin = bytes.origin();
-            let loaded = bytes.load(&engine, &linker, &policy)?;
-            // A precompiled file that did not fit was replaced by its `.wasm`.
-            let sha256 = if loaded.origin == origin {
-                sha256
-            } else {
-                loaded.digest.compute()?
-            };
-            Ok(Some((loaded, sha256)))
-        })
-        .await
-        .context("the loading task failed")
-        .and_then(|loaded| loaded);
-        let (loaded, sha256) = match loaded {
-            Ok(Some(loaded)) => loaded,
+        let followers = self.followers.get();
+        let loaded = self
+            .loader
+            .load(read, old.sha256.get().cloned(), followers.is_some())
+            .await;
+        let candidate = match loaded {
+            Ok(Some(candidate)) => candidate,
             Ok(None) => return Err(unchanged(trigger, &old)),
             Err(error) => return Err(rejected(trigger, &old, error)),
         };
-        let version = Arc::new(Version {
+        let Candidate {
+            loaded,
+            sha256,
+            artifact,
+        } = candidate;
+        let generation = old.generation + 1;
+        if let Some(followers) = followers {
+            let handoff = Handoff {
+                generation,
+                sha256: sha256.clone(),
+                origin: loaded.origin.clone(),
+                artifact,
+            };
+            if let Err(error) = followers.prepare(&handoff).await {
+                return Err(rejected(trigger, &old, error));
+            }
+        }
+        let version = Version {
             app: loaded.app,
-            generation: old.generation + 1,
+            generation,
             sha256: OnceLock::from(sha256),
             origin: loaded.origin,
             activated_at: SystemTime::now(),
+        };
+        let version = self.publish(version, trigger, old.generation);
+        if let Some(followers) = followers {
+            followers.publish().await;
+        }
+        Ok(version)
+    }
+
+    /// Makes `version` the one new requests are served with.
+    fn publish(&self, version: Version, trigger: Trigger, previous: u64) -> Arc<Version> {
+        let version = Arc::new(Version {
+            activated_at: SystemTime::now(),
+            ..version
         });
         self.current.store(version.clone());
         show(&self.metrics, &version);
         tracing::info!(
             ?trigger,
-            previous_generation = old.generation,
+            previous_generation = previous,
             "swapped: generation {} is `{}` (sha256 {})",
             version.generation,
             version.origin,
-            version.sha256.wait()
+            version.sha256.get().map_or("unknown", String::as_str)
         );
-        Ok(version)
+        version
     }
 }
 

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::active::{ActiveComponent, SwapError, Version};
+use super::active::{ActiveComponent, FollowerVersion, SwapError, Version};
 use crate::http::body::ResponseBody;
 use crate::http::response::{declared_length, json_response, plain_response, with_allow};
 use crate::load::registry::ComponentReference;
@@ -37,6 +37,9 @@ struct VersionView<'a> {
     origin: &'a str,
     activated_at: String,
     components: Vec<ComponentView<'a>>,
+    /// With `--workers`, what each of the other workers serves, as it says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    workers: Vec<FollowerVersion>,
 }
 
 /// One component of the active version.
@@ -84,7 +87,11 @@ impl Admin {
             return plain_response(StatusCode::NOT_FOUND, "no such admin resource");
         }
         match *request.method() {
-            Method::GET => version_response(StatusCode::OK, &self.active.current()),
+            Method::GET => {
+                let version = self.active.current();
+                let workers = self.active.follower_versions().await;
+                version_response(StatusCode::OK, &version, workers)
+            }
             Method::PUT => self.put(request, peer).await,
             _ => with_allow(
                 plain_response(StatusCode::METHOD_NOT_ALLOWED, "use GET or PUT"),
@@ -147,8 +154,10 @@ impl Admin {
             self.active.upload(Vec::from(bytes), origin).await
         };
         match outcome {
-            Ok(version) => version_response(StatusCode::OK, &version),
-            Err(SwapError::Unchanged) => version_response(StatusCode::OK, &self.active.current()),
+            Ok(version) => version_response(StatusCode::OK, &version, Vec::new()),
+            Err(SwapError::Unchanged) => {
+                version_response(StatusCode::OK, &self.active.current(), Vec::new())
+            }
             Err(SwapError::Rejected(error)) => plain_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("rejected, the old version keeps serving: {error:#}"),
@@ -166,7 +175,11 @@ fn is_json(headers: &http::HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn version_response(status: StatusCode, version: &Version) -> Response<ResponseBody> {
+fn version_response(
+    status: StatusCode,
+    version: &Version,
+    workers: Vec<FollowerVersion>,
+) -> Response<ResponseBody> {
     let view = VersionView {
         generation: version.generation,
         sha256: version.sha256.get().map(String::as_str),
@@ -181,6 +194,7 @@ fn version_response(status: StatusCode, version: &Version) -> Response<ResponseB
                 world: component.world.name(),
             })
             .collect(),
+        workers,
     };
     json_response(status, &view)
 }

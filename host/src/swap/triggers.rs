@@ -83,3 +83,17 @@ pub fn reload_on_hangup(active: Arc<ActiveComponent>) -> Result<()> {
     });
     Ok(())
 }
+
+/// Takes SIGHUP in a secondary worker, which serves what the primary hands it rather
+/// than reloading on its own; without a handler, a SIGHUP sent to the whole process
+/// group would terminate it.
+pub fn leave_hangup_to_primary() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::debug!("SIGHUP left to the primary worker, which reloads for all");
+        }
+    });
+    Ok(())
+}

@@ -1,17 +1,16 @@
-//! The primary's side: starting the secondaries, each with its listening socket and a
-//! control connection, having them follow every change, reading their metrics, and
+//! The primary's side: starting the secondaries, each with its socket and a control
+//! connection, handing them every version (load it, then publish it, or drop it when
+//! another could not load it), asking what they serve, reading their metrics, and
 //! stopping them.
 
-use std::future::Future;
 use std::os::fd::OwnedFd;
-use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -20,33 +19,41 @@ use tokio::process::Command;
 use tokio::sync::{Mutex, mpsc};
 
 use super::protocol::{
-    METRICS_PATH, ORIGIN_HEADER, REFERENCE_PATH, RELOAD_PATH, STOP_PATH, UPLOAD_PATH,
+    CODE_HEADER, CODE_PRECOMPILED, CODE_READ_AGAIN, GENERATION_HEADER, METRICS_PATH, ORIGIN_HEADER,
+    PUBLISH_PATH, SHA256_HEADER, STAGED_PATH, STOP_PATH, VERSION_PATH,
 };
 use crate::config::SECONDARY_ENV;
-use crate::swap::active::{Change, Followers};
+use crate::swap::active::{FollowerFuture, FollowerVersion, Followers};
+use crate::swap::loader::Handoff;
 
 /// How long after its own drain time the primary waits for secondaries to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
-/// The control request that has a secondary make `change`.
-fn control_request(change: &Change) -> Request<Full<Bytes>> {
-    let builder = Request::builder();
-    let request = match change {
-        Change::Reload => builder
-            .method(Method::POST)
-            .uri(RELOAD_PATH)
-            .body(Full::default()),
-        Change::Upload { bytes, origin } => builder
-            .method(Method::PUT)
-            .uri(UPLOAD_PATH)
-            .header(ORIGIN_HEADER, origin)
-            .body(Full::new(Bytes::from(bytes.clone()))),
-        Change::Reference(reference) => builder
-            .method(Method::PUT)
-            .uri(REFERENCE_PATH)
-            .body(Full::new(Bytes::from(reference.to_string()))),
+/// The control request that has a secondary load `handoff`.
+fn prepare_request(handoff: &Handoff) -> Request<Full<Bytes>> {
+    let (code, body) = match &handoff.artifact {
+        Some(artifact) => (CODE_PRECOMPILED, artifact.clone()),
+        None => (CODE_READ_AGAIN, Bytes::new()),
     };
-    request.expect("control requests are well formed")
+    // Paths need not be ASCII; the secondary reads the bytes back as UTF-8.
+    let origin = HeaderValue::from_bytes(handoff.origin.as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("an origin with control characters"));
+    Request::put(STAGED_PATH)
+        .header(ORIGIN_HEADER, origin)
+        .header(GENERATION_HEADER, handoff.generation)
+        .header(SHA256_HEADER, &handoff.sha256)
+        .header(CODE_HEADER, code)
+        .body(Full::new(body))
+        .expect("control requests are well formed")
+}
+
+/// A control request with no body.
+fn bare_request(method: Method, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Full::default())
+        .expect("control requests are well formed")
 }
 
 /// The primary's connection to one secondary.
@@ -73,32 +80,80 @@ pub struct SecondaryLinks {
 }
 
 impl SecondaryLinks {
-    /// Has every secondary make `change`, one after the other.
-    async fn follow_each(&self, change: &Change) {
+    /// Has every secondary load `handoff`, one after the other; on the first that
+    /// cannot, has those that did drop it, and fails naming that one.
+    async fn prepare_each(&self, handoff: &Handoff) -> Result<()> {
+        for (index, link) in self.links.iter().enumerate() {
+            let failure = match link.send(prepare_request(handoff)).await {
+                Ok((StatusCode::OK, _)) => continue,
+                Ok((status, message)) => format!("({status}) {message}"),
+                Err(error) => format!("{error:#}"),
+            };
+            let failure = format!(
+                "worker {} could not load generation {}: {failure}",
+                link.number, handoff.generation
+            );
+            tracing::error!("{failure}");
+            for prepared in &self.links[..index] {
+                let discard = bare_request(Method::DELETE, STAGED_PATH);
+                if let Err(error) = prepared.send(discard).await {
+                    tracing::warn!("worker {} did not drop it: {error:#}", prepared.number);
+                }
+            }
+            bail!("{failure}");
+        }
+        Ok(())
+    }
+
+    /// Has every secondary serve the version it loaded last.
+    async fn publish_each(&self) {
         for link in &self.links {
-            match link.send(control_request(change)).await {
+            match link.send(bare_request(Method::POST, PUBLISH_PATH)).await {
                 Ok((StatusCode::OK, outcome)) => {
                     tracing::info!("worker {} follows: {outcome}", link.number);
                 }
                 Ok((status, message)) => tracing::error!(
-                    "worker {} did not follow the change ({status}): {message}",
+                    "worker {} did not publish the new version ({status}): {message}",
                     link.number
                 ),
                 Err(error) => tracing::error!(
-                    "worker {} did not follow the change: {error:#}",
+                    "worker {} did not publish the new version: {error:#}",
                     link.number
                 ),
             }
         }
     }
 
+    /// What every secondary says it serves.
+    async fn versions_each(&self) -> Vec<FollowerVersion> {
+        let mut versions = Vec::with_capacity(self.links.len());
+        for link in &self.links {
+            let asked = link.send(bare_request(Method::GET, VERSION_PATH)).await;
+            let told = asked.and_then(|(status, text)| {
+                ensure!(status == StatusCode::OK, "answered {status}: {text}");
+                Ok(serde_json::from_str::<FollowerVersion>(&text)?)
+            });
+            versions.push(match told {
+                Ok(version) => FollowerVersion {
+                    worker: link.number,
+                    ..version
+                },
+                Err(error) => FollowerVersion {
+                    worker: link.number,
+                    generation: None,
+                    sha256: None,
+                    error: Some(format!("{error:#}")),
+                },
+            });
+        }
+        versions
+    }
+
     /// Every secondary's metrics, in the OpenMetrics text format.
     pub async fn metrics(&self) -> Result<Vec<String>> {
         let mut texts = Vec::with_capacity(self.links.len());
         for link in &self.links {
-            let request = Request::get(METRICS_PATH)
-                .body(Full::default())
-                .expect("a well-formed request");
+            let request = bare_request(Method::GET, METRICS_PATH);
             let (status, text) = link
                 .send(request)
                 .await
@@ -113,9 +168,7 @@ impl SecondaryLinks {
 
     async fn stop(&self) {
         for link in &self.links {
-            let request = Request::post(STOP_PATH)
-                .body(Full::default())
-                .expect("a well-formed request");
+            let request = bare_request(Method::POST, STOP_PATH);
             // One that already stopped has closed its connection: nothing more to do.
             if let Err(error) = link.send(request).await {
                 tracing::debug!("worker {} did not take the stop: {error:#}", link.number);
@@ -232,7 +285,15 @@ impl Secondaries {
 }
 
 impl Followers for SecondaryLinks {
-    fn follow<'a>(&'a self, change: &'a Change) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.follow_each(change))
+    fn prepare<'a>(&'a self, handoff: &'a Handoff) -> FollowerFuture<'a, Result<()>> {
+        Box::pin(self.prepare_each(handoff))
+    }
+
+    fn publish(&self) -> FollowerFuture<'_, ()> {
+        Box::pin(self.publish_each())
+    }
+
+    fn versions(&self) -> FollowerFuture<'_, Vec<FollowerVersion>> {
+        Box::pin(self.versions_each())
     }
 }

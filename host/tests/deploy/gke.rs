@@ -166,3 +166,24 @@ fn gke_logs_are_cloud_logging_json() {
         "{PROJECT_VARIABLE} names the project traces belong to"
     );
 }
+
+#[test]
+fn gke_runs_one_worker_per_cpu_the_pod_asks_for() {
+    let deployment = deployment();
+    let container = only_container(&deployment["spec"]["template"]["spec"]);
+    let workers = container["env"]
+        .as_sequence()
+        .expect("container env")
+        .iter()
+        .find(|var| var["name"].as_str() == Some("WASI_HOST_WORKERS"))
+        .expect("WASI_HOST_WORKERS is set: without a CPU limit `auto` counts the node's cores");
+    let field = &workers["valueFrom"]["resourceFieldRef"];
+    let resource = str(&field["resource"], "resourceFieldRef.resource");
+    // An unset limit reads as the node's CPUs: only a resource the container sets counts.
+    let (kind, name) = resource.split_once('.').expect("KIND.cpu");
+    assert_eq!(name, "cpu", "{resource}");
+    let set = &container["resources"][kind]["cpu"];
+    assert!(set.as_str().is_some(), "{resource} is not set: {set:?}");
+    // Whole CPUs, rounded up: `250m` is one worker.
+    assert_eq!(str(&field["divisor"], "resourceFieldRef.divisor"), "1");
+}

@@ -4,11 +4,17 @@
 //! pulling them at startup, on SIGHUP and on an admin request. `scripts/setup.sh`
 //! installs both tools; without them these tests fail, saying how to install them.
 
+use std::convert::Infallible;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,6 +25,7 @@ use crate::util::{
     TestServer, assert_get, assert_hello, client, guests, send, serve_refused, sha256_hex,
     sha256_of, tool_runs, wait_for,
 };
+use crate::workers::{assert_all_served, assert_workers_serve};
 
 /// The Wasm artifact's media types, as `wkg oci push` writes them.
 const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
@@ -446,6 +453,146 @@ async fn the_admin_endpoint_swaps_to_a_new_reference_that_sighup_then_pulls() {
             .is_some_and(|origin| origin.starts_with(&format!("{v2}@sha256:"))),
         "{version}"
     );
+}
+
+/// A proxy in front of a registry that can move a tag between two reads: armed, it
+/// answers the next `GET` of the tag's manifest as the registry has it, and then points
+/// the tag at another manifest.
+struct MovingTag {
+    /// `127.0.0.1:PORT`, the registry's name in references through the proxy.
+    host: String,
+    /// The tag's manifest path and the manifest path it is moved to, once armed.
+    armed: Arc<Mutex<Option<(String, String)>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl MovingTag {
+    async fn start(registry: &LocalRegistry) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let host = listener.local_addr().expect("address").to_string();
+        let armed = Arc::new(Mutex::new(None));
+        let (upstream, moves) = (registry.host.clone(), armed.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (upstream, moves) = (upstream.clone(), moves.clone());
+                let service = service_fn(move |request| {
+                    let (upstream, moves) = (upstream.clone(), moves.clone());
+                    async move { Ok::<_, Infallible>(forward(&upstream, &moves, request).await) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Self {
+            host,
+            armed,
+            accepting,
+        }
+    }
+
+    /// Right after the next read of `NAME:TAG`, makes `TAG` name what `NAME:SOURCE` names.
+    fn move_after_next_read(&self, name: &str, tag: &str, source: &str) {
+        let path = |reference: &str| format!("/v2/{name}/manifests/{reference}");
+        *self.armed.lock().unwrap() = Some((path(tag), path(source)));
+    }
+
+    fn reference(&self, name: &str) -> String {
+        format!("oci://{}/{name}", self.host)
+    }
+
+    /// Whether the armed move has happened.
+    fn moved(&self) -> bool {
+        self.armed.lock().unwrap().is_none()
+    }
+}
+
+impl Drop for MovingTag {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Sends `request` on to the registry at `upstream`, and moves the armed tag if this
+/// was its read.
+async fn forward(
+    upstream: &str,
+    moves: &Mutex<Option<(String, String)>>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let mut forwarded = client().request(
+        request.method().clone(),
+        format!("http://{upstream}{}", request.uri()),
+    );
+    for (name, value) in request.headers() {
+        if name != "host" {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let reply = send(forwarded).await;
+    let is_read = request.method() == "GET";
+    let moving = {
+        let mut armed = moves.lock().unwrap();
+        match &*armed {
+            Some((tag, _)) if is_read && *tag == path => armed.take(),
+            _ => None,
+        }
+    };
+    if let Some((tag, source)) = moving {
+        let manifest = send(
+            client()
+                .get(format!("http://{upstream}{source}"))
+                .header("accept", OCI_MANIFEST),
+        )
+        .await;
+        let moved = send(
+            client()
+                .put(format!("http://{upstream}{tag}"))
+                .header("content-type", OCI_MANIFEST)
+                .body(manifest.body),
+        )
+        .await;
+        assert_eq!(moved.status, StatusCode::CREATED, "moving the tag");
+    }
+    let mut response = hyper::Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    let mut headers = reply.headers;
+    // The body is sent whole, with its length.
+    headers.remove("transfer-encoding");
+    *response.headers_mut() = headers;
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_serves_the_digest_the_primary_pulled_though_the_tag_moves() {
+    let registry = LocalRegistry::start();
+    registry.push("testbed:live", Build::V1.file()).await;
+    registry.push("testbed:v1", Build::V1.file()).await;
+    registry.push("testbed:v2", Build::V2.file()).await;
+    let proxy = MovingTag::start(&registry).await;
+    let live = proxy.reference("testbed:live");
+    let flags = ["--insecure-registry", &proxy.host, "--workers", "2"];
+
+    // The tag moves to v2 once the primary has read it: every worker serves v1.
+    proxy.move_after_next_read("testbed", "live", "v2");
+    let (server, admin) = start_with_admin(Path::new(&live), &flags);
+    server.assert_logged("worker 2 of 2 serving on");
+    assert!(proxy.moved());
+    assert_workers_serve(&admin, 2, 1, &sha256_of(Build::V1.file())).await;
+    assert_all_served(&server, "v1", 20).await;
+
+    // A reload reads v2, and the tag moves back to v1 behind it: every worker swaps
+    // to v2.
+    proxy.move_after_next_read("testbed", "live", "v1");
+    server.signal("HUP");
+    server.assert_logged("worker 2 follows: generation 2");
+    assert!(proxy.moved());
+    assert_workers_serve(&admin, 2, 2, &sha256_of(Build::V2.file())).await;
+    assert_all_served(&server, "v2", 20).await;
 }
 
 #[tokio::test]

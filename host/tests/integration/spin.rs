@@ -10,10 +10,12 @@ use reqwest::StatusCode;
 
 use crate::examples::spin_python;
 use crate::outbound::{UPSTREAM_BODY, Upstream, UpstreamReply};
-use crate::swap::{TOKEN, put_component, start_with_admin};
+use crate::swap::{TOKEN, active_version, put_component, start_with_admin};
 use crate::util::{
-    TestServer, assert_hello, client, guests, send, serve_refused, wait_for, workspace,
+    TestServer, assert_hello, client, guests, run_host_with_env, send, serve_refused, wait_for,
+    workspace,
 };
+use crate::workers::{assert_workers_serve, fresh_connections};
 
 /// A folder holding a manifest and the files it names.
 struct AppFolder {
@@ -390,6 +392,67 @@ async fn an_application_is_swapped_whole_and_not_by_upload() {
     let reply = put_component(&admin, Some(TOKEN), testbed).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.text().contains("Spin application"));
+}
+
+/// Makes `static/environ.txt` of the shop a link to `/proc/self/environ`: a file each
+/// process that reads it finds different (a secondary worker's names its number).
+fn link_to_each_readers_environment(app: &AppFolder) {
+    std::os::unix::fs::symlink(
+        "/proc/self/environ",
+        app.folder.path().join("static/environ.txt"),
+    )
+    .expect("symlink");
+}
+
+#[tokio::test]
+async fn every_worker_serves_the_application_the_primary_read_or_none_changes() {
+    let app = shop(&closed_origin());
+    let (server, admin) = start_with_admin(&app.manifest(), &["--workers", "2"]);
+    server.assert_logged("worker 2 of 2 serving on");
+    let sha256 = active_version(&admin).await["sha256"]
+        .as_str()
+        .expect("the application's digest")
+        .to_owned();
+    assert_workers_serve(&admin, 2, 1, &sha256).await;
+    let fresh = fresh_connections();
+    for _ in 0..10 {
+        let reply = send(fresh.get(server.url("/api/build"))).await;
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, "v1"));
+    }
+
+    // A version worker 2 reads differently from the primary is served by none.
+    link_to_each_readers_environment(&app);
+    server.signal("HUP");
+    let refused = wait_for(Duration::from_secs(30), || {
+        server
+            .log()
+            .contains("rejected the new component")
+            .then_some(())
+    });
+    assert!(refused.is_some(), "{}", server.log());
+    server.assert_logged("worker 2 could not load generation 2");
+    assert_workers_serve(&admin, 2, 1, &sha256).await;
+    let reply = send(fresh.get(server.url("/api/build"))).await;
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "v1"));
+}
+
+#[test]
+fn workers_that_cannot_serve_the_primarys_first_version_stop_the_host() {
+    let app = shop(&closed_origin());
+    link_to_each_readers_environment(&app);
+    let manifest = app.manifest();
+    let args = ["serve", manifest.to_str().unwrap(), "--addr", "127.0.0.1:0"];
+    let output = run_host_with_env(&[&args[..], &["--workers", "2"]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("worker 2 could not load generation 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the workers cannot serve the first version; stopping"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

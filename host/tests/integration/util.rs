@@ -142,7 +142,12 @@ const PLATFORM_VARIABLES: [&str; 6] = [
 
 /// The `wasi-host` binary under test, in an environment without platform variables.
 pub fn host_binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wasi-host"));
+    in_test_environment(Command::new(env!("CARGO_BIN_EXE_wasi-host")))
+}
+
+/// `command` (the host, or what starts it) in the environment tests run the host in:
+/// without platform variables.
+pub fn in_test_environment(mut command: Command) -> Command {
     // A backtrace per guest trap only slows the tests down.
     command.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
     for name in PLATFORM_VARIABLES {
