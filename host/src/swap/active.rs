@@ -8,7 +8,10 @@
 //!
 //! A reload reads the code again from where it came from: its file, its manifest, or
 //! its registry reference, pulled again (the new bytes are downloaded only if the
-//! reference now names other bytes).
+//! reference now names other bytes). A pull waits on the network without holding the
+//! lock that serializes swaps, so a slow or stalled registry never holds up an upload
+//! or another reload; what it pulled is published only if nothing else was published
+//! meanwhile.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,13 +20,14 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow};
 use arc_swap::ArcSwap;
-use tokio::sync::Mutex;
+use bytes::Bytes;
+use tokio::sync::{Mutex, MutexGuard};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::load::app::{App, AppBytes, HostPolicy, LoadedApp, VersionDigest};
 use crate::load::component::ComponentBytes;
-use crate::load::registry::{ComponentReference, LazyRegistry};
+use crate::load::registry::{ComponentReference, LazyRegistry, Resolved};
 use crate::load::source::AppSource;
 use crate::observe::metrics::{Metrics, WASI_VERSIONS};
 use crate::sandbox::store::InstanceState;
@@ -73,6 +77,9 @@ pub enum SwapError {
     Unchanged,
     /// The new version could not be loaded; the old one keeps serving.
     Rejected(anyhow::Error),
+    /// Another version was published while this one was being pulled: the newer change
+    /// stands, and this one is dropped.
+    Superseded,
 }
 
 /// A change this process made, for its followers to make too.
@@ -98,14 +105,22 @@ pub trait Followers: Send + Sync {
     fn follow<'a>(&'a self, change: &'a Change) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
+/// Where reloads read the code, and a count of the changes made since startup.
+struct SourceState {
+    source: AppSource,
+    /// One more for every version published and every new source: a pull that started
+    /// at another count was overtaken while it waited on the network.
+    changes: u64,
+}
+
 /// The component requests are served with, and the means to replace it.
 pub struct ActiveComponent {
     current: ArcSwap<Version>,
     engine: Engine,
     linker: Linker<InstanceState>,
     /// Where reloads (SIGHUP, `--watch`) read the code. It is locked for the whole of
-    /// every swap, which serializes them.
-    source: Mutex<AppSource>,
+    /// every swap but a pull's wait on the network, which serializes them.
+    source: Mutex<SourceState>,
     /// What every component gets from the host.
     policy: Arc<HostPolicy>,
     /// Where registry references are pulled from.
@@ -163,7 +178,7 @@ impl ActiveComponent {
             current: ArcSwap::new(version),
             engine,
             linker,
-            source: Mutex::new(source),
+            source: Mutex::new(SourceState { source, changes: 0 }),
             policy,
             registry,
             metrics,
@@ -193,13 +208,19 @@ impl ActiveComponent {
 
     /// Reads the code again from its source and, if it changed, publishes it.
     pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
-        let source = self.source.lock().await;
-        let outcome = match &*source {
-            AppSource::Registry(reference) => self.pull(trigger, reference).await,
-            source => {
-                let source = source.clone();
-                self.swap(trigger, move || AppBytes::read(&source)).await
-            }
+        let state = self.source.lock().await;
+        // The lock is held to the end, so that followers make the changes in one order.
+        let (_state, outcome) = if let AppSource::Registry(reference) = &state.source {
+            let (reference, seen) = (reference.clone(), state.changes);
+            drop(state);
+            self.pull_and_publish(trigger, &reference, seen).await
+        } else {
+            let mut state = state;
+            let source = state.source.clone();
+            let outcome = self
+                .swap(trigger, &mut state, move || AppBytes::read(&source))
+                .await;
+            (state, outcome)
         };
         if outcome.is_ok() {
             self.tell_followers(|| Change::Reload).await;
@@ -210,14 +231,14 @@ impl ActiveComponent {
     /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`. A host
     /// serving a Spin application refuses it: the application is its manifest.
     pub async fn upload(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Version>, SwapError> {
-        let source = self.source.lock().await;
-        refuse_over_application(&source)?;
+        let mut state = self.source.lock().await;
+        refuse_over_application(&state.source)?;
         let copy = self
             .followers
             .get()
             .map(|_| (bytes.clone(), origin.clone()));
         let outcome = self
-            .swap(Trigger::Upload, move || {
+            .swap(Trigger::Upload, &mut state, move || {
                 Ok(AppBytes::Component(ComponentBytes::uploaded(
                     bytes, origin,
                 )?))
@@ -230,30 +251,60 @@ impl ActiveComponent {
         outcome
     }
 
-    /// Pulls `reference` and publishes it; unless it is rejected, it becomes the source
-    /// later reloads pull.
+    /// Pulls `reference` and publishes it; unless it is rejected or overtaken, it
+    /// becomes the source later reloads pull.
     pub async fn pull_reference(
         &self,
         reference: ComponentReference,
     ) -> Result<Arc<Version>, SwapError> {
-        let mut source = self.source.lock().await;
-        refuse_over_application(&source)?;
-        let outcome = self.pull(Trigger::NewReference, &reference).await;
-        if !matches!(outcome, Err(SwapError::Rejected(_))) {
+        let seen = {
+            let state = self.source.lock().await;
+            refuse_over_application(&state.source)?;
+            state.changes
+        };
+        let (mut state, outcome) = self
+            .pull_and_publish(Trigger::NewReference, &reference, seen)
+            .await;
+        if !matches!(outcome, Err(SwapError::Rejected(_) | SwapError::Superseded)) {
             self.tell_followers(|| Change::Reference(reference.clone()))
                 .await;
-            *source = AppSource::Registry(reference);
+            state.source = AppSource::Registry(reference);
+            state.changes += 1;
         }
         outcome
     }
 
-    /// Pulls `reference` and publishes it if it names other bytes than the active
-    /// version's. The caller holds the `source` lock.
+    /// Pulls `reference` without the `source` lock, then takes it and publishes what
+    /// was pulled, unless the count of changes moved past `seen` meanwhile. Returns the
+    /// lock, still held, with the outcome.
+    async fn pull_and_publish(
+        &self,
+        trigger: Trigger,
+        reference: &ComponentReference,
+        seen: u64,
+    ) -> (MutexGuard<'_, SourceState>, Result<Arc<Version>, SwapError>) {
+        let pulled = self.pull(trigger, reference).await;
+        let mut state = self.source.lock().await;
+        let outcome = match pulled {
+            Err(SwapError::Rejected(error)) => Err(SwapError::Rejected(error)),
+            _ if state.changes != seen => Err(superseded(trigger)),
+            Err(other) => Err(other),
+            Ok((resolved, bytes)) => {
+                self.swap(trigger, &mut state, move || {
+                    AppBytes::pulled(&resolved, bytes)
+                })
+                .await
+            }
+        };
+        (state, outcome)
+    }
+
+    /// Pulls `reference`: its bytes, unless they are the active version's.
     async fn pull(
         &self,
         trigger: Trigger,
         reference: &ComponentReference,
-    ) -> Result<Arc<Version>, SwapError> {
+    ) -> Result<(Resolved, Bytes), SwapError> {
         let old = self.current();
         let registry = self.registry.get();
         let resolved = match registry.resolve(reference).await {
@@ -264,18 +315,16 @@ impl ActiveComponent {
             return Err(unchanged(trigger, &old));
         }
         match registry.fetch(&resolved).await {
-            Ok(bytes) => {
-                self.swap(trigger, move || AppBytes::pulled(&resolved, bytes))
-                    .await
-            }
+            Ok(bytes) => Ok((resolved, bytes)),
             Err(error) => Err(rejected(trigger, &old, error)),
         }
     }
 
-    /// Loads what `read` returns and publishes it. The caller holds the `source` lock.
+    /// Loads what `read` returns and publishes it, under the `source` lock `state`.
     async fn swap(
         &self,
         trigger: Trigger,
+        state: &mut SourceState,
         read: impl FnOnce() -> Result<AppBytes> + Send + 'static,
     ) -> Result<Arc<Version>, SwapError> {
         let old = self.current();
@@ -317,6 +366,7 @@ impl ActiveComponent {
             activated_at: SystemTime::now(),
         });
         self.current.store(version.clone());
+        state.changes += 1;
         show(&self.metrics, &version);
         tracing::info!(
             ?trigger,
@@ -382,6 +432,15 @@ fn unchanged(trigger: Trigger, old: &Version) -> SwapError {
         "component unchanged; nothing to swap"
     );
     SwapError::Unchanged
+}
+
+/// Logs that a pull was overtaken by another change while it waited on the network.
+fn superseded(trigger: Trigger) -> SwapError {
+    tracing::warn!(
+        ?trigger,
+        "another version was published while this one was pulled; dropping the pull"
+    );
+    SwapError::Superseded
 }
 
 /// Logs that a swap failed and the old version keeps serving.

@@ -149,6 +149,11 @@ impl Admin {
         match outcome {
             Ok(version) => version_response(StatusCode::OK, &version),
             Err(SwapError::Unchanged) => version_response(StatusCode::OK, &self.active.current()),
+            Err(SwapError::Superseded) => plain_response(
+                StatusCode::CONFLICT,
+                "another version was published while this one was pulled; the newer one \
+                 keeps serving (send it again to swap to it)",
+            ),
             Err(SwapError::Rejected(error)) => plain_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("rejected, the old version keeps serving: {error:#}"),

@@ -117,6 +117,7 @@ async fn control(
         Err(SwapError::Rejected(error)) => {
             answer(StatusCode::UNPROCESSABLE_ENTITY, format!("{error:#}"))
         }
+        Err(SwapError::Superseded) => answer(StatusCode::CONFLICT, "superseded".into()),
     }
 }
 

@@ -14,6 +14,7 @@ mod oci;
 mod outbound;
 mod portability;
 mod precompile;
+mod registry_auth;
 mod reuse;
 mod serve;
 #[path = "../common/serve_help.rs"]
