@@ -43,6 +43,9 @@ pub const DEFAULT_OUTBOUND_TOTAL_TIMEOUT: &str = "120s";
 /// Default time an idle instance is kept for reuse: `wasmtime serve`'s.
 pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: &str = "1s";
 
+/// Default limit on one registry call, body included.
+pub const DEFAULT_REGISTRY_TIMEOUT: &str = "120s";
+
 /// Default largest outbound response body.
 pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
 
@@ -98,8 +101,8 @@ pub struct CompileArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The component to serve: a `.wasm` exporting `wasi:http/incoming-handler`, or a
-    /// `.cwasm` from `wasi-host compile`. A `.cwasm` beside a `.wasm`, at least as new,
-    /// is loaded instead of compiling. Or a Spin application: its `spin.toml` (or the
+    /// `.cwasm` from `wasi-host compile`. A `.cwasm` beside a `.wasm`, compiled from
+    /// that `.wasm` (it records the `.wasm`'s SHA-256), is loaded instead of compiling. Or a Spin application: its `spin.toml` (or the
     /// folder holding it), whose components are served on its routes. Or a component in
     /// an OCI registry, as `wkg oci push` stores it: `oci://REGISTRY/REPOSITORY:TAG`, or
     /// `@sha256:DIGEST` after the repository or the tag to pin the manifest; it is
@@ -294,9 +297,8 @@ pub struct SwapArgs {
 pub struct RegistryArgs {
     /// Pull from the registry HOST[:PORT] over plain HTTP; every other registry is
     /// reached over HTTPS. Repeatable; the variable takes a comma-separated list. For a
-    /// registry on a trusted network only. Credentials, if the registry needs any, come
-    /// from `$WASI_HOST_REGISTRY_USERNAME` and `$WASI_HOST_REGISTRY_PASSWORD` (on Artifact
-    /// Registry: `oauth2accesstoken` and an access token).
+    /// registry on a trusted network only: it may also send calls (redirects, its token
+    /// service) to plain HTTP and internal addresses, which other registries may not.
     #[arg(
         long,
         value_name = "HOST[:PORT]",
@@ -308,6 +310,27 @@ pub struct RegistryArgs {
     /// downloaded.
     #[arg(long, env = "WASI_HOST_MAX_PULL_SIZE", default_value = "64MiB")]
     pub max_pull_size: ByteSize,
+    /// A Docker `config.json`-style file of registry credentials (`{"auths": {"HOST[:PORT]":
+    /// {"auth": BASE64(USER:PASSWORD)}}}`), read at startup. Each login goes only to its
+    /// own registry and the token service that registry's challenge names; a registry
+    /// without one is pulled from anonymously.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<PathBuf>,
+    /// Resolves HOST to ADDR for registry pulls without asking DNS, like
+    /// `--outbound-resolve` for guests (`registry.internal:10.0.0.7`). Repeatable; the
+    /// variable takes a comma-separated list.
+    #[arg(
+        long,
+        value_name = "HOST:ADDR",
+        env = "WASI_HOST_REGISTRY_RESOLVE",
+        value_delimiter = ','
+    )]
+    pub registry_resolve: Vec<ResolveOverride>,
+    /// Longest one registry call may take (a manifest, a token, a component), from
+    /// connecting to the last byte of its answer. A pull never holds up a swap or an
+    /// admin request while it waits.
+    #[arg(long, env = "WASI_HOST_REGISTRY_TIMEOUT", default_value = DEFAULT_REGISTRY_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub registry_timeout: Duration,
 }
 
 /// How many processes serve, and how they stop.

@@ -16,7 +16,10 @@ use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};
 use crate::load::app::ReuseSettings;
 use crate::load::imports::UnimplementedImports;
-use crate::load::registry::{PASSWORD_ENV, RegistryConfig, USERNAME_ENV};
+use crate::load::registry::{
+    Credentials, DEFAULT_METADATA_HOST, HOST_ENV, Login, METADATA_HOST_ENV, PASSWORD_ENV,
+    RegistryConfig, USERNAME_ENV,
+};
 use crate::load::source::AppSource;
 use crate::load::spin::variables::{self, ENV_PREFIX as SPIN_VARIABLE_PREFIX};
 use crate::sandbox::env::GuestEnv;
@@ -64,6 +67,9 @@ pub struct ServeConfig {
     pub guest_env: GuestEnv,
     /// The Google Cloud project that log entries name traces in, if known.
     pub trace_project: Option<String>,
+    /// The metadata server to ask for the project id, when it is not known and the host
+    /// runs where one is (Cloud Run, or `$GCE_METADATA_HOST` set).
+    pub project_from_metadata: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     /// Whether to log one entry per request.
     pub access_log: bool,
@@ -150,6 +156,7 @@ impl ServeArgs {
             health_path: self.listen.health_path(&mut notices)?,
             guest_env: GuestEnv::build(&self.instances.env, |name| env.var(name))?,
             trace_project: env.non_empty(PROJECT_VARIABLE),
+            project_from_metadata: project_from_metadata(env),
             metrics_addr: self.observe.metrics_addr,
             access_log: self.observe.access_log,
             outbound: self.outbound.config()?,
@@ -339,17 +346,53 @@ impl SwapArgs {
     }
 }
 
+/// The metadata server to ask for the project id: only where one is expected, so that
+/// a host elsewhere never waits on an address that does not answer.
+fn project_from_metadata(env: &HostEnv) -> Option<String> {
+    if env.non_empty(PROJECT_VARIABLE).is_some() {
+        return None;
+    }
+    env.non_empty(METADATA_HOST_ENV).or_else(|| {
+        env.non_empty("K_SERVICE")
+            .map(|_| DEFAULT_METADATA_HOST.to_owned())
+    })
+}
+
 impl RegistryArgs {
-    /// How to reach registries, with the credentials from `env`: both, or neither.
+    /// How to reach registries, with the login from `env`: a user name, a password and
+    /// the registry they are for, all three or none.
     fn config(&self, env: &HostEnv) -> Result<RegistryConfig> {
-        let credentials = match (env.non_empty(USERNAME_ENV), env.non_empty(PASSWORD_ENV)) {
-            (Some(username), Some(password)) => Some((username, password)),
-            (None, None) => None,
+        let mut credentials = Credentials::default();
+        match (
+            env.non_empty(USERNAME_ENV),
+            env.non_empty(PASSWORD_ENV),
+            env.non_empty(HOST_ENV),
+        ) {
+            (Some(username), Some(password), Some(registry)) => {
+                credentials
+                    .insert(&registry, Login { username, password })
+                    .map_err(|error| error.context(format!("${HOST_ENV}")))?;
+            }
+            (None, None, _) => {}
+            (Some(_), Some(_), None) => bail!(
+                "${USERNAME_ENV} and ${PASSWORD_ENV} need ${HOST_ENV}: the registry \
+                 (HOST[:PORT]) they are for, the only one they are sent to"
+            ),
             _ => bail!("registry credentials need both ${USERNAME_ENV} and ${PASSWORD_ENV}"),
-        };
+        }
+        ensure!(
+            !self.registry_timeout.is_zero(),
+            "--registry-timeout must be more than zero"
+        );
         Ok(RegistryConfig {
             insecure: self.insecure_registry.clone(),
             credentials,
+            auth_file: self.registry_auth_file.clone(),
+            resolve: self.registry_resolve.clone(),
+            metadata_host: env
+                .non_empty(METADATA_HOST_ENV)
+                .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
+            timeout: self.registry_timeout,
             max_size: self.max_pull_size.as_u64(),
         })
     }
@@ -517,24 +560,52 @@ mod tests {
     }
 
     #[test]
-    fn registry_credentials_come_in_pairs() {
+    fn registry_credentials_name_their_registry() {
         let one = HostEnv::fake(&[(USERNAME_ENV, "user")], 2);
         let error = configure("hello.wasm", &[], &one).unwrap_err();
         assert!(format!("{error:#}").contains("need both"));
-        let both = HostEnv::fake(&[(USERNAME_ENV, "user"), (PASSWORD_ENV, "secret")], 2);
-        let registry = configure("hello.wasm", &[], &both).unwrap().registry;
-        assert_eq!(
-            registry.credentials,
-            Some(("user".to_owned(), "secret".to_owned()))
+        let unscoped = HostEnv::fake(&[(USERNAME_ENV, "user"), (PASSWORD_ENV, "secret")], 2);
+        let error = configure("hello.wasm", &[], &unscoped).unwrap_err();
+        assert!(
+            format!("{error:#}").contains(&format!("need ${HOST_ENV}")),
+            "{error:#}"
         );
+        let scoped = HostEnv::fake(
+            &[
+                (USERNAME_ENV, "user"),
+                (PASSWORD_ENV, "secret"),
+                (HOST_ENV, "Registry.Example:5000"),
+            ],
+            2,
+        );
+        let registry = configure("hello.wasm", &[], &scoped).unwrap().registry;
+        let login = registry.credentials.for_registry("registry.example:5000");
+        assert_eq!(login.map(|login| login.password.as_str()), Some("secret"));
+        assert_eq!(registry.credentials.for_registry("ghcr.io"), None);
+        assert!(!format!("{registry:?}").contains("secret"));
         let empty = HostEnv::fake(&[(USERNAME_ENV, ""), (PASSWORD_ENV, "")], 2);
-        assert_eq!(
-            configure("hello.wasm", &[], &empty)
+        let registry = configure("hello.wasm", &[], &empty).unwrap().registry;
+        assert_eq!(registry.credentials, Credentials::default());
+        assert!(refused(&["--registry-timeout", "0s"]).contains("more than zero"));
+    }
+
+    #[test]
+    fn the_project_is_asked_of_the_metadata_server_only_where_there_is_one() {
+        let ask = |vars: &[(&str, &str)]| {
+            configure("hello.wasm", &[], &HostEnv::fake(vars, 2))
                 .unwrap()
-                .registry
-                .credentials,
-            None
+                .project_from_metadata
+        };
+        assert_eq!(ask(&[]), None);
+        assert_eq!(
+            ask(&[("K_SERVICE", "shop")]).as_deref(),
+            Some("169.254.169.254")
         );
+        assert_eq!(
+            ask(&[(METADATA_HOST_ENV, "127.0.0.1:8999")]).as_deref(),
+            Some("127.0.0.1:8999")
+        );
+        assert_eq!(ask(&[("K_SERVICE", "shop"), (PROJECT_VARIABLE, "p")]), None);
     }
 
     #[test]

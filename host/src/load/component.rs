@@ -40,39 +40,55 @@ pub struct ComponentBytes {
 enum Form {
     /// A `.wasm` component (or something claiming to be one: compiling checks it).
     Wasm(Vec<u8>),
-    /// A wasmtime artifact at `path`; `fallback` is the `.wasm` it was found beside,
-    /// compiled instead if the artifact does not fit this engine.
+    /// A wasmtime artifact at `path`; `source`, when it was found beside a `.wasm`
+    /// compiled into it, names that `.wasm`, which is compiled instead if the artifact
+    /// does not fit this engine.
     Precompiled {
         path: PathBuf,
-        fallback: Option<PathBuf>,
+        source: Option<TiedSource>,
     },
     /// A wasmtime artifact the primary worker compiled and handed to this secondary.
     Handed(bytes::Bytes),
 }
 
+/// The `.wasm` a `.cwasm` beside it was compiled from, as its content shows.
+struct TiedSource {
+    path: PathBuf,
+    /// The `.wasm`'s SHA-256, in lowercase hex: the one the `.cwasm` records.
+    sha256: String,
+}
+
 impl ComponentBytes {
     /// Reads the component at `path`: a `.wasm`, or a `.cwasm` from `wasi-host compile`.
-    /// For a `.wasm`, a fresh `.cwasm` beside it is used instead.
+    /// For a `.wasm`, the `.cwasm` beside it is used instead if it was compiled from
+    /// these very bytes (it records their SHA-256); a timestamp proves nothing, since
+    /// `cp -p`, `rsync -t` and `touch` set them at will.
     pub fn read(path: &Path) -> Result<Self> {
-        if let Some(sibling) = fresh_precompiled_sibling(path) {
-            match Engine::detect_precompiled_file(&sibling) {
-                Ok(Some(Precompiled::Component)) => {
-                    return Ok(Self {
-                        origin: sibling.display().to_string(),
-                        form: Form::Precompiled {
-                            path: sibling,
-                            fallback: Some(path.to_path_buf()),
-                        },
-                    });
-                }
-                Ok(_) => tracing::warn!(
-                    "ignoring `{}`: it is not a precompiled component",
-                    sibling.display()
-                ),
-                Err(error) => tracing::warn!("ignoring `{}`: {error:#}", sibling.display()),
+        let component = Self::read_exactly(path)?;
+        let sibling = default_precompiled_path(path);
+        let Form::Wasm(bytes) = &component.form else {
+            return Ok(component);
+        };
+        if sibling == path || !sibling.exists() {
+            return Ok(component);
+        }
+        match compiled_from(&sibling, path, bytes) {
+            Ok(Some(sha256)) => Ok(Self {
+                origin: sibling.display().to_string(),
+                form: Form::Precompiled {
+                    path: sibling,
+                    source: Some(TiedSource {
+                        path: path.to_path_buf(),
+                        sha256,
+                    }),
+                },
+            }),
+            Ok(None) => Ok(component),
+            Err(error) => {
+                tracing::warn!("ignoring `{}`: {error:#}", sibling.display());
+                Ok(component)
             }
         }
-        Self::read_exactly(path)
     }
 
     /// Reads the file at `path` itself, never a sibling.
@@ -85,7 +101,7 @@ impl ComponentBytes {
                     origin,
                     form: Form::Precompiled {
                         path: path.to_path_buf(),
-                        fallback: None,
+                        source: None,
                     },
                 }),
                 Some(Precompiled::Module) => {
@@ -133,13 +149,18 @@ impl ComponentBytes {
         &self.origin
     }
 
-    /// The SHA-256 of the component, in lowercase hex. It takes a moment on a large
-    /// file (up to tens of milliseconds per 10 MB without the CPU's SHA instructions).
+    /// The SHA-256 of the component, in lowercase hex: of the `.wasm` a `.cwasm` found
+    /// beside it was compiled from, else of the file. It takes a moment on a large file
+    /// (up to tens of milliseconds per 10 MB without the CPU's SHA instructions).
     pub fn sha256(&self) -> Result<String> {
         let mut hasher = Sha256::new();
         match &self.form {
             Form::Wasm(bytes) => hasher.update(bytes),
             Form::Handed(artifact) => hasher.update(artifact),
+            Form::Precompiled {
+                source: Some(source),
+                ..
+            } => return Ok(source.sha256.clone()),
             Form::Precompiled { path, .. } => {
                 let cannot = || format!("cannot read `{}` to hash it", path.display());
                 let mut file = std::fs::File::open(path).with_context(cannot)?;
@@ -183,18 +204,18 @@ pub fn load_proxy(
     let compiled = match &component.form {
         Form::Wasm(bytes) => compile(engine, bytes, &component.origin),
         Form::Handed(artifact) => deserialize_handed(engine, artifact),
-        Form::Precompiled { path, fallback } => match deserialize(engine, path) {
+        Form::Precompiled { path, source } => match deserialize(engine, path) {
             Ok(compiled) => {
-                if let Some(wasm) = fallback {
+                if let Some(source) = source {
                     tracing::info!(
                         "loaded `{}`, precompiled from `{}`",
                         component.origin,
-                        wasm.display()
+                        source.path.display()
                     );
                 }
                 Ok(compiled)
             }
-            Err(error) => match fallback {
+            Err(error) => match source.as_ref().map(|source| &source.path) {
                 Some(wasm) => {
                     tracing::warn!(
                         "ignoring `{}` ({error:#}); compiling `{}` instead",
@@ -239,16 +260,17 @@ pub fn precompile(
         );
     }
     let component = ComponentBytes::read_exactly(input)?;
-    let Form::Wasm(bytes) = &component.form else {
+    let Form::Wasm(wasm_bytes) = &component.form else {
         bail!("`{}` is already precompiled", input.display());
     };
-    let compiled = compile(engine, bytes, &component.origin)?;
+    let compiled = compile(engine, wasm_bytes, &component.origin)?;
     // What `serve` checks by default: imports the host does not implement are stubs.
     let stub = UnimplementedImports::Stub;
     pre_instantiate(engine, linker, &compiled, &component.origin, stub)?;
-    let bytes = compiled
+    let mut bytes = compiled
         .serialize()
         .with_context(|| format!("cannot serialize `{}`", input.display()))?;
+    record_source(&mut bytes, &Sha256::digest(wasm_bytes));
     let mut partial = output.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
@@ -362,25 +384,54 @@ fn is_elf(path: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// A `.cwasm` beside `path` that is at least as new as it, so it was built from it (or
-/// from what `path` was replaced with, if clocks were set back: then it is ignored).
-fn fresh_precompiled_sibling(path: &Path) -> Option<PathBuf> {
-    let sibling = default_precompiled_path(path);
-    if sibling == path {
-        return None;
+/// The SHA-256 of `wasm` (the bytes of the file at `wasm_path`), if `cwasm` is a
+/// precompiled component compiled from them; `None`, logged, if it is not.
+fn compiled_from(cwasm: &Path, wasm_path: &Path, wasm: &[u8]) -> Result<Option<String>> {
+    let shown = cwasm.display();
+    if !matches!(
+        Engine::detect_precompiled_file(cwasm)?,
+        Some(Precompiled::Component)
+    ) {
+        tracing::warn!("ignoring `{shown}`: it is not a precompiled component");
+        return Ok(None);
     }
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let (source, precompiled) = (modified(path)?, modified(&sibling)?);
-    if precompiled >= source {
-        Some(sibling)
-    } else {
+    let sha256 = format!("{:x}", Sha256::digest(wasm));
+    if recorded_source(cwasm)?.as_deref() != Some(sha256.as_str()) {
         tracing::warn!(
-            "ignoring `{}`: it is older than `{}`",
-            sibling.display(),
-            path.display()
+            "ignoring `{shown}`: it was not compiled from `{}` as it is now; compile it \
+             again with `wasi-host compile`",
+            wasm_path.display()
         );
-        None
+        return Ok(None);
     }
+    Ok(Some(sha256))
+}
+
+/// What `wasi-host compile` appends to a `.cwasm`, after wasmtime's ELF object (whose
+/// reader goes by the offsets in its headers and never reads past its sections): this
+/// marker, then the raw SHA-256 of the `.wasm` compiled. wasmtime's own artifact has no
+/// room for data of ours.
+const SOURCE_MARKER: &[u8] = b"\0wasi-host:wasm-sha256\0";
+
+/// Appends the SHA-256 of the `.wasm` compiled into `cwasm`.
+fn record_source(cwasm: &mut Vec<u8>, wasm_sha256: &[u8]) {
+    cwasm.extend_from_slice(SOURCE_MARKER);
+    cwasm.extend_from_slice(wasm_sha256);
+}
+
+/// The SHA-256 (lowercase hex) of the `.wasm` the `.cwasm` at `path` was compiled from,
+/// as [`record_source`] wrote it; `None` for a file compiled without it.
+fn recorded_source(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut trailer = [0u8; SOURCE_MARKER.len() + 32];
+    if file.metadata()?.len() < trailer.len() as u64 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::End(-(trailer.len() as i64)))?;
+    file.read_exact(&mut trailer)?;
+    let (marker, sha256) = trailer.split_at(SOURCE_MARKER.len());
+    Ok((marker == SOURCE_MARKER).then(|| sha256.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 #[allow(unsafe_code)]

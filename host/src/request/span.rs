@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,18 +29,23 @@ pub const ACCESS_LOG_TARGET: &str = "wasi_host::access";
 /// Starts an [`Exchange`] for each request; shared by all connections.
 #[derive(Debug, Clone)]
 pub struct Observer {
-    trace_project: Option<Arc<str>>,
+    /// Set once known: at startup, or later from the metadata server.
+    trace_project: Arc<OnceLock<String>>,
     access_log: bool,
     metrics: Arc<Metrics>,
 }
 
 impl Observer {
-    /// An observer naming traces in `trace_project` (`projects/P/traces/T`; without a
-    /// project, the trace field holds the bare trace id), writing access-log entries if
-    /// `access_log`, and counting in `metrics`.
-    pub fn new(trace_project: Option<String>, access_log: bool, metrics: Arc<Metrics>) -> Self {
+    /// An observer naming traces in `trace_project` (`projects/P/traces/T`; until a
+    /// project is set, the trace field holds the bare trace id), writing access-log
+    /// entries if `access_log`, and counting in `metrics`.
+    pub fn new(
+        trace_project: Arc<OnceLock<String>>,
+        access_log: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            trace_project: trace_project.map(Arc::from),
+            trace_project,
             access_log,
             metrics,
         }
@@ -68,7 +73,7 @@ impl Observer {
     }
 
     fn trace_name(&self, trace_id: &str) -> String {
-        match &self.trace_project {
+        match self.trace_project.get() {
             Some(project) => format!("projects/{project}/traces/{trace_id}"),
             None => trace_id.to_owned(),
         }

@@ -9,7 +9,7 @@ mod role;
 mod shutdown;
 mod side;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -23,7 +23,7 @@ use self::role::Role;
 use crate::config::{SecondaryRole, ServeConfig};
 use crate::load::app::HostPolicy;
 use crate::load::engine;
-use crate::load::registry::LazyRegistry;
+use crate::load::registry::{self, LazyRegistry};
 use crate::observe::metrics::Metrics;
 use crate::request::admission::Admission;
 use crate::request::handler::{Handler, HandlerSettings};
@@ -101,7 +101,7 @@ async fn lead(
         config.workers,
         config.workers_chosen
     );
-    let registry = LazyRegistry::new(config.registry.clone());
+    let registry = LazyRegistry::new(config.registry.clone())?;
     let for_workers = config.workers > 1;
     let active = ActiveComponent::load(
         loader,
@@ -170,14 +170,33 @@ fn request_service(
         metrics: metrics.clone(),
     };
     let handler = Handler::new(active.clone(), settings, admission.clone());
-    let observer = Observer::new(
-        config.trace_project.clone(),
-        config.access_log,
-        metrics.clone(),
-    );
+    let observer = Observer::new(trace_project(config), config.access_log, metrics.clone());
     // The component is loaded before the port is bound, so once the probe path answers
     // the instance is ready for traffic.
     RequestService::new(handler, observer, config.health_path.as_deref())
+}
+
+/// The project log entries name traces in: as configured, or, where a metadata server
+/// is expected, as it says, once it has answered (requests do not wait for it).
+fn trace_project(config: &ServeConfig) -> Arc<OnceLock<String>> {
+    let project = Arc::new(OnceLock::new());
+    if let Some(configured) = &config.trace_project {
+        let _ = project.set(configured.clone());
+    } else if let Some(metadata_host) = config.project_from_metadata.clone() {
+        let found = project.clone();
+        tokio::spawn(async move {
+            match registry::project_id_from_metadata(metadata_host).await {
+                Ok(id) => tracing::info!(
+                    "traces are named in project `{}`, from the metadata server",
+                    found.get_or_init(|| id)
+                ),
+                Err(error) => tracing::warn!(
+                    "no project id for trace links (set $GOOGLE_CLOUD_PROJECT): {error:#}"
+                ),
+            }
+        });
+    }
+    project
 }
 
 /// Lets the requests in flight finish, up to `timeout`, while the role's other

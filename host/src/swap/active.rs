@@ -22,12 +22,13 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow};
 use arc_swap::ArcSwap;
-use tokio::sync::Mutex;
+use bytes::Bytes;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::loader::{Candidate, Handoff, Loader};
 use crate::load::app::{App, AppBytes, VersionDigest};
 use crate::load::component::ComponentBytes;
-use crate::load::registry::{ComponentReference, LazyRegistry};
+use crate::load::registry::{ComponentReference, LazyRegistry, Resolved};
 use crate::load::source::AppSource;
 use crate::observe::metrics::{Metrics, WASI_VERSIONS};
 
@@ -88,6 +89,8 @@ pub enum SwapError {
     Unchanged,
     /// The new version could not be loaded; the old one keeps serving.
     Rejected(anyhow::Error),
+    /// Another version was published while this one was pulled; the newer one stays.
+    Superseded,
 }
 
 /// A future the [`Followers`] return.
@@ -270,13 +273,15 @@ impl ActiveComponent {
     /// Reads the code again from its source and, if it changed, publishes it.
     pub async fn reload(&self, trigger: Trigger) -> Result<Arc<Version>, SwapError> {
         let source = self.source.lock().await;
-        match &*source {
-            AppSource::Registry(reference) => self.pull(trigger, reference).await,
-            source => {
-                let source = source.clone();
-                self.swap(trigger, move || AppBytes::read(&source)).await
-            }
-        }
+        let AppSource::Registry(reference) = &*source else {
+            let source = source.clone();
+            return self.swap(trigger, move || AppBytes::read(&source)).await;
+        };
+        let reference = reference.clone();
+        // The pull goes over the network: other swaps must not wait for it.
+        drop(source);
+        let (_source, outcome) = self.pull_and_publish(trigger, &reference).await;
+        outcome
     }
 
     /// Publishes `bytes`, an uploaded `.wasm` component, described as `origin`. A host
@@ -298,10 +303,11 @@ impl ActiveComponent {
         &self,
         reference: ComponentReference,
     ) -> Result<Arc<Version>, SwapError> {
-        let mut source = self.source.lock().await;
-        refuse_over_application(&source)?;
-        let outcome = self.pull(Trigger::NewReference, &reference).await;
-        if !matches!(outcome, Err(SwapError::Rejected(_))) {
+        refuse_over_application(&*self.source.lock().await)?;
+        let (mut source, outcome) = self
+            .pull_and_publish(Trigger::NewReference, &reference)
+            .await;
+        if !matches!(outcome, Err(SwapError::Rejected(_) | SwapError::Superseded)) {
             *source = AppSource::Registry(reference);
         }
         outcome
@@ -313,13 +319,35 @@ impl ActiveComponent {
         self.publish(version, Trigger::Primary, previous)
     }
 
-    /// Pulls `reference` and publishes it if it names other bytes than the active
-    /// version's. The caller holds the `source` lock.
+    /// Pulls `reference` without the `source` lock, then takes it and publishes what was
+    /// pulled, unless another version was published meanwhile. Returns the lock, still
+    /// held, with the outcome.
+    async fn pull_and_publish(
+        &self,
+        trigger: Trigger,
+        reference: &ComponentReference,
+    ) -> (MutexGuard<'_, AppSource>, Result<Arc<Version>, SwapError>) {
+        let seen = self.current().generation;
+        let pulled = self.pull(trigger, reference).await;
+        let source = self.source.lock().await;
+        let outcome = match pulled {
+            Err(SwapError::Rejected(error)) => Err(SwapError::Rejected(error)),
+            _ if self.current().generation != seen => Err(superseded(trigger)),
+            Err(other) => Err(other),
+            Ok((resolved, bytes)) => {
+                self.swap(trigger, move || AppBytes::pulled(&resolved, bytes))
+                    .await
+            }
+        };
+        (source, outcome)
+    }
+
+    /// Pulls `reference`: its bytes, unless they are the active version's.
     async fn pull(
         &self,
         trigger: Trigger,
         reference: &ComponentReference,
-    ) -> Result<Arc<Version>, SwapError> {
+    ) -> Result<(Resolved, Bytes), SwapError> {
         let old = self.current();
         let registry = self.registry.get();
         let resolved = match registry.resolve(reference).await {
@@ -330,10 +358,7 @@ impl ActiveComponent {
             return Err(unchanged(trigger, &old));
         }
         match registry.fetch(&resolved).await {
-            Ok(bytes) => {
-                self.swap(trigger, move || AppBytes::pulled(&resolved, bytes))
-                    .await
-            }
+            Ok(bytes) => Ok((resolved, bytes)),
             Err(error) => Err(rejected(trigger, &old, error)),
         }
     }
@@ -459,6 +484,15 @@ fn unchanged(trigger: Trigger, old: &Version) -> SwapError {
         "component unchanged; nothing to swap"
     );
     SwapError::Unchanged
+}
+
+/// Logs that a pull was overtaken by another swap and is dropped.
+fn superseded(trigger: Trigger) -> SwapError {
+    tracing::warn!(
+        ?trigger,
+        "another version was published while this one was pulled; dropping the pull"
+    );
+    SwapError::Superseded
 }
 
 /// Logs that a swap failed and the old version keeps serving.

@@ -158,6 +158,11 @@ impl Admin {
             Err(SwapError::Unchanged) => {
                 version_response(StatusCode::OK, &self.active.current(), Vec::new())
             }
+            Err(SwapError::Superseded) => plain_response(
+                StatusCode::CONFLICT,
+                "another version was published while this one was pulled; the newer one \
+                 keeps serving (send it again to swap to it)",
+            ),
             Err(SwapError::Rejected(error)) => plain_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("rejected, the old version keeps serving: {error:#}"),

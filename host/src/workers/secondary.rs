@@ -172,11 +172,18 @@ impl Follower {
                 active.publish_handed(version);
             }
             None => {
+                // The primary read the same auth file moments ago; a failure here is rare.
+                let registry = match LazyRegistry::new(self.registry.clone()) {
+                    Ok(registry) => registry,
+                    Err(error) => {
+                        return answer(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"));
+                    }
+                };
                 let active = ActiveComponent::following(
                     self.loader.clone(),
                     version,
                     self.source.clone(),
-                    LazyRegistry::new(self.registry.clone()),
+                    registry,
                     self.metrics.clone(),
                 );
                 let _ = self.active.set(Arc::new(active));

@@ -16,6 +16,7 @@ mod oci;
 mod outbound;
 mod portability;
 mod precompile;
+mod registry_auth;
 mod reuse;
 mod serve;
 mod spin;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::swap::{Build, assert_swapped_to};
 use crate::util::{TestServer, assert_hello, guests, run_host};
 
 /// Copies the hello guest into a fresh directory.
@@ -46,9 +47,20 @@ async fn compiled_component_serves() {
     assert_hello(&server).await;
 }
 
+/// Sets the modification time of the file at `path`.
+fn set_mtime(path: &Path, time: SystemTime) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.set_modified(time).expect("set mtime");
+}
+
 #[tokio::test]
-async fn fresh_cwasm_beside_the_wasm_is_used_and_a_stale_one_ignored() {
-    let (_dir, wasm) = hello_in_tempdir();
+async fn the_cwasm_beside_the_wasm_is_used_only_if_compiled_from_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("app.wasm");
+    std::fs::write(&wasm, Build::V1.bytes()).expect("copy guest");
     let output = compile(&[&wasm]);
     assert!(output.status.success(), "{output:?}");
     let cwasm = wasm.with_extension("cwasm");
@@ -56,19 +68,29 @@ async fn fresh_cwasm_beside_the_wasm_is_used_and_a_stale_one_ignored() {
 
     let server = TestServer::start(&wasm);
     server.assert_logged("precompiled from");
-    assert_hello(&server).await;
+    assert_swapped_to(&server, Build::V1).await;
     drop(server);
 
-    // A .wasm replaced after compiling makes the .cwasm stale.
-    let later = SystemTime::now() + Duration::from_secs(60);
-    let file = std::fs::File::options()
-        .write(true)
-        .open(&wasm)
-        .expect("open");
-    file.set_modified(later).expect("set mtime");
+    // A .wasm touched after compiling, its bytes the same: the .cwasm still fits.
+    set_mtime(&wasm, SystemTime::now() + Duration::from_secs(60));
     let server = TestServer::start(&wasm);
-    server.assert_logged("is older than");
-    assert_hello(&server).await;
+    server.assert_logged("precompiled from");
+    drop(server);
+
+    // A new .wasm copied in with an old timestamp (`cp -p`), and then with the stale
+    // .cwasm touched after it: neither may serve the old code.
+    let compiled_at = std::fs::metadata(&cwasm).unwrap().modified().unwrap();
+    std::fs::write(&wasm, Build::V2.bytes()).expect("replace the guest");
+    set_mtime(&wasm, compiled_at - Duration::from_secs(3600));
+    for stale in ["older .wasm", "touched .cwasm"] {
+        if stale == "touched .cwasm" {
+            set_mtime(&cwasm, SystemTime::now() + Duration::from_secs(60));
+        }
+        let server = TestServer::start(&wasm);
+        assert_swapped_to(&server, Build::V2).await;
+        server.assert_logged("was not compiled from");
+        assert!(!server.log().contains("precompiled from"), "{stale}");
+    }
 }
 
 #[test]

@@ -131,13 +131,18 @@ pub fn run_build(command: &mut Command, what: &str) {
 }
 
 /// Host variables that change what `wasi-host` does; tests set them explicitly.
-const PLATFORM_VARIABLES: [&str; 6] = [
+const PLATFORM_VARIABLES: [&str; 11] = [
     "K_SERVICE",
     "K_REVISION",
     "K_CONFIGURATION",
     "GOOGLE_CLOUD_PROJECT",
+    "GCE_METADATA_HOST",
     "WASI_HOST_LOG_FORMAT",
     "WASI_HOST_ENV",
+    "WASI_HOST_REGISTRY_USERNAME",
+    "WASI_HOST_REGISTRY_PASSWORD",
+    "WASI_HOST_REGISTRY_HOST",
+    "WASI_HOST_REGISTRY_AUTH_FILE",
 ];
 
 /// The `wasi-host` binary under test, in an environment without platform variables.

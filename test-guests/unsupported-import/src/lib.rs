@@ -43,6 +43,10 @@ wit_bindgen::generate!({
 fn imported_secret() -> String {
     match fermyon::spin::key_value::open("default") {
         Ok(_) => "opened the default store".to_owned(),
+        // wit-bindgen 0.62 names the type in its `Debug` output; the variant is enough.
+        Err(fermyon::spin::key_value::Error::Other(message)) => {
+            format!("open failed: Other({message:?})")
+        }
         Err(error) => format!("open failed: {error:?}"),
     }
 }

@@ -16,24 +16,33 @@
 //! date handling) would have grown the image past its size budget by a fifth.
 
 mod auth;
+mod credentials;
+mod logins;
+mod metadata;
 mod reference;
 mod transport;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub use self::credentials::{Credentials, Login};
+pub use self::metadata::{DEFAULT_METADATA_HOST, METADATA_HOST_ENV};
 pub use self::reference::{ComponentReference, SCHEME};
 
+use self::auth::Challenged;
+use self::logins::Logins;
+use self::metadata::{METADATA_TIMEOUT, MetadataServer};
 use self::reference::is_sha256_hex;
-use self::transport::{CALL_TIMEOUT, CallError, Transport};
+use self::transport::{Answer, BodyError, Call, CallError, Origin, Transport};
+use crate::sandbox::outbound::ResolveOverride;
 
 /// The config media type of a Wasm artifact (the CNCF TAG Runtime layout `wkg` pushes).
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -41,11 +50,13 @@ pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// The media type of the layer that holds the component.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
 
-/// The environment variables that hold registry credentials. They are not flags, so the
-/// password never shows in a process listing.
+/// The environment variables that hold a registry login, and the registry it is for.
+/// They are not flags, so the password never shows in a process listing.
 pub const USERNAME_ENV: &str = "WASI_HOST_REGISTRY_USERNAME";
 /// See [`USERNAME_ENV`].
 pub const PASSWORD_ENV: &str = "WASI_HOST_REGISTRY_PASSWORD";
+/// See [`USERNAME_ENV`].
+pub const HOST_ENV: &str = "WASI_HOST_REGISTRY_HOST";
 
 /// Manifests asked for: every kind a registry may hold under a tag, so that one that is
 /// not a component (a container image, a multi-platform index) is named in the error
@@ -65,33 +76,28 @@ const DIGEST_MISMATCH: &str = "the registry sent content that does not match its
 const MISSING: &str = "no such repository, tag or digest in the registry";
 
 /// How to reach registries.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RegistryConfig {
     /// Registries (`HOST[:PORT]`) spoken to over plain HTTP; every other one over HTTPS.
     pub insecure: Vec<String>,
-    /// A user name and password, or anonymous access when `None`.
-    pub credentials: Option<(String, String)>,
+    /// Logins given in the environment, each for its registry.
+    pub credentials: Credentials,
+    /// A Docker `config.json`-style file of more logins, read at startup.
+    pub auth_file: Option<PathBuf>,
+    /// Names resolved to fixed addresses rather than by DNS.
+    pub resolve: Vec<ResolveOverride>,
+    /// The metadata server's `HOST[:PORT]`.
+    pub metadata_host: String,
+    /// Longest one registry call may take, body included.
+    pub timeout: Duration,
     /// Largest component pulled, in bytes.
     pub max_size: u64,
-}
-
-// The password stays out of debug output.
-impl fmt::Debug for RegistryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryConfig")
-            .field("insecure", &self.insecure)
-            .field(
-                "username",
-                &self.credentials.as_ref().map(|(username, _)| username),
-            )
-            .field("max_size", &self.max_size)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A client for the registries components are pulled from.
 pub struct Registry {
     config: RegistryConfig,
+    logins: Logins,
     transport: Transport,
 }
 
@@ -99,23 +105,46 @@ pub struct Registry {
 /// never pays for setting one up (its trust store is built at creation).
 pub struct LazyRegistry {
     config: RegistryConfig,
+    credentials: Credentials,
     client: OnceLock<Registry>,
 }
 
 impl LazyRegistry {
-    /// A registry client for `config`, not made yet.
-    pub fn new(config: RegistryConfig) -> Self {
-        Self {
+    /// A registry client for `config`, not made yet; the auth file, if any, is read now,
+    /// so that a bad one stops the host at startup.
+    pub fn new(config: RegistryConfig) -> Result<Self> {
+        let mut credentials = match &config.auth_file {
+            Some(path) => Credentials::read_file(path)?,
+            None => Credentials::default(),
+        };
+        // The environment's login wins over the file's for the same registry.
+        credentials.merge(&config.credentials);
+        Ok(Self {
             config,
+            credentials,
             client: OnceLock::new(),
-        }
+        })
     }
 
     /// The client, made now if this is the first call.
     pub fn get(&self) -> &Registry {
-        self.client
-            .get_or_init(|| Registry::new(self.config.clone()))
+        self.client.get_or_init(|| Registry {
+            logins: Logins {
+                credentials: self.credentials.clone(),
+                metadata: MetadataServer::new(self.config.metadata_host.clone()),
+            },
+            transport: Transport::new(&self.config.resolve, self.config.timeout),
+            config: self.config.clone(),
+        })
     }
+}
+
+/// The project id from the metadata server at `metadata_host`, for trace links.
+pub async fn project_id_from_metadata(metadata_host: String) -> Result<String> {
+    let transport = Transport::new(&[], METADATA_TIMEOUT);
+    MetadataServer::new(metadata_host)
+        .project_id(&transport)
+        .await
 }
 
 /// A component's manifest, read and checked: what [`Registry::fetch`] downloads.
@@ -160,14 +189,6 @@ struct Descriptor {
 }
 
 impl Registry {
-    /// A client for registries as `config` says to reach them.
-    pub fn new(config: RegistryConfig) -> Self {
-        Self {
-            config,
-            transport: Transport::new(),
-        }
-    }
-
     /// Pulls the component `reference` names: [`Self::resolve`], then [`Self::fetch`].
     pub async fn pull(&self, reference: &ComponentReference) -> Result<(Resolved, Bytes)> {
         let resolved = self.resolve(reference).await?;
@@ -294,35 +315,32 @@ impl Registry {
         limit: usize,
     ) -> Result<Bytes> {
         let registry = reference.registry();
-        let response = match self.call_authorized(reference, url, accept).await? {
-            Ok(response) => response,
+        let answer = match self.call_authorized(reference, url, accept).await? {
+            Ok(answer) => answer,
             Err(error) => return Err(self.explain(registry, error)),
         };
-        match response.status() {
+        match answer.status() {
             StatusCode::OK => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
-                "the registry `{registry}` refused access (set ${USERNAME_ENV} and \
-                 ${PASSWORD_ENV} for a private repository)"
+                "the registry `{registry}` refused access (for a private repository, give \
+                 credentials for `{registry}`: see --registry-auth-file)"
             ),
             StatusCode::NOT_FOUND => bail!(MISSING),
             status => bail!("the registry `{registry}` answered {status}"),
         }
-        match tokio::time::timeout(
-            CALL_TIMEOUT,
-            Limited::new(response.into_body(), limit).collect(),
-        )
-        .await
-        {
-            Ok(Ok(body)) => Ok(body.to_bytes()),
-            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-                bail!(
-                    "the registry sent more than the {} bytes expected",
-                    limit.saturating_sub(1).max(1)
-                )
+        answer.body(limit).await.map_err(|error| match error {
+            BodyError::TooLarge => anyhow!(
+                "the registry sent more than the {} bytes expected",
+                limit.saturating_sub(1).max(1)
+            ),
+            BodyError::Timeout => anyhow!(
+                "the registry `{registry}` did not finish sending in time (--registry-timeout)"
+            ),
+            BodyError::Failed(error) => {
+                tracing::warn!("the download from the registry `{registry}` failed: {error}");
+                anyhow!("the download from the registry `{registry}` failed")
             }
-            Ok(Err(error)) => Err(anyhow!(error).context("the download from the registry failed")),
-            Err(_elapsed) => bail!("the registry `{registry}` did not finish sending in time"),
-        }
+        })
     }
 
     /// One call, made again with the authorization a `401` asks for, when there is one.
@@ -331,43 +349,65 @@ impl Registry {
         reference: &ComponentReference,
         url: &str,
         accept: &str,
-    ) -> Result<Result<Response<Incoming>, CallError>> {
-        let response = self.transport.call(url, accept, None).await;
-        let Ok(unauthorized) = &response else {
-            return Ok(response);
+    ) -> Result<Result<Answer, CallError>> {
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("invalid URL `{url}`"))?;
+        let registry = Origin::of(&uri, self.is_insecure(reference.registry()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::try_from(accept).context("invalid Accept header")?,
+        );
+        let call = |authorization| Call {
+            url,
+            headers: headers.clone(),
+            authorization,
+            registry: &registry,
+        };
+        let answer = self.transport.call(call(None)).await;
+        let Ok(unauthorized) = &answer else {
+            return Ok(answer);
         };
         if unauthorized.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
+            return Ok(answer);
         }
-        let authorization = auth::authorize(
-            &self.transport,
-            self.config.credentials.as_ref(),
+        let challenged = Challenged {
+            transport: &self.transport,
+            registry: &registry,
             reference,
-            unauthorized.headers(),
-        )
-        .await?;
-        Ok(match authorization {
-            Some(authorization) => self.transport.call(url, accept, Some(&authorization)).await,
-            None => response,
+            logins: &self.logins,
+            insecure: &self.config.insecure,
+        };
+        Ok(match challenged.authorize(unauthorized).await? {
+            Some(authorization) => self.transport.call(call(Some(&authorization))).await,
+            None => answer,
         })
     }
 
-    /// What to tell the user about a call to `registry` that got no answer.
+    /// What to tell the user about a call to `registry` that got no answer. The details
+    /// (a connection refused, a handshake that failed, a timeout) go to the log only:
+    /// told to whoever named the registry (an admin request), they would show which
+    /// ports are open on any address the host can reach.
     fn explain(&self, registry: &str, error: CallError) -> anyhow::Error {
+        let hint = if self.is_insecure(registry) {
+            String::new()
+        } else {
+            format!(" (if it serves plain HTTP, name it with --insecure-registry {registry})")
+        };
         match error {
-            CallError::Tls(error) if !self.is_insecure(registry) => anyhow::Error::new(error)
-                .context(format!(
-                    "the registry `{registry}` failed the TLS handshake (if it serves plain \
-                     HTTP, name it with --insecure-registry {registry})"
-                )),
-            CallError::Connect(error) | CallError::Tls(error) => {
-                anyhow::Error::new(error).context(format!("cannot reach the registry `{registry}`"))
-            }
-            CallError::Timeout => anyhow!("the registry `{registry}` did not answer in time"),
-            CallError::Http(error) => {
-                error.context(format!("the call to the registry `{registry}` failed"))
+            CallError::Refused(why) => {
+                tracing::warn!("refused to follow the registry `{registry}`: {why}");
+                anyhow!(
+                    "the registry `{registry}` sent the pull somewhere it may not go (plain \
+                     HTTP, or an internal address); the log says where"
+                )
             }
             CallError::Status(status) => anyhow!("the registry `{registry}` answered {status}"),
+            error => {
+                tracing::warn!("the call to the registry `{registry}` failed: {error}");
+                anyhow!("cannot reach the registry `{registry}`; the log says why{hint}")
+            }
         }
     }
 }

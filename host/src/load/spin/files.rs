@@ -2,8 +2,14 @@
 //! private folder the guest sees read-only at `/`. A copy, as Spin makes one: the guest
 //! sees exactly what was there when the version was loaded, whatever happens to the
 //! originals afterwards, and nothing outside what the manifest names.
+//!
+//! Every path is normalised before it is used: a source must lie under the manifest's
+//! folder and a destination under the staged folder, as plain names with no `..`. A glob
+//! part such as `.*` matches the `..` entry of a folder (the `glob` crate lists `.` and
+//! `..` for a pattern that starts with a dot), so matches are normalised too, and those
+//! that leave the folder are dropped.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
@@ -33,15 +39,22 @@ impl StagedFiles {
         for entry in &component.files {
             collect_entry(id, entry, manifest_folder, &mut copies)?;
         }
+        // Matched against the source's normalised path, so that no spelling of a path
+        // (`./a`, `a//b`, `a/./b`) slips past a pattern.
         let is_excluded = |source: &Path| {
-            source.strip_prefix(manifest_folder).is_ok_and(|relative| {
-                excluded
-                    .iter()
-                    .any(|pattern| pattern.matches_path(relative))
-            })
+            source
+                .strip_prefix(manifest_folder)
+                .ok()
+                .and_then(normalised)
+                .is_some_and(|relative| {
+                    excluded
+                        .iter()
+                        .any(|pattern| pattern.matches_path(&relative))
+                })
         };
         copies.retain(|(source, _)| !is_excluded(source));
         copies.sort_by(|a, b| a.1.cmp(&b.1));
+        copies.dedup_by(|a, b| a.1 == b.1);
         Self::copy(id, &copies).map(Some)
     }
 
@@ -53,6 +66,13 @@ impl StagedFiles {
             .context("cannot create a folder for the component's files")?;
         let mut hasher = Sha256::new();
         for (source, relative) in copies {
+            // Every target was normalised when collected; checked again here, where a
+            // file is written, so that no later change can write outside the folder.
+            ensure!(
+                normalised(relative).as_ref() == Some(relative),
+                "component `{id}`: `{}` is outside the component's files",
+                relative.display()
+            );
             let target = folder.path().join(relative);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)
@@ -86,14 +106,31 @@ impl StagedFiles {
 /// A file to stage: its source on the host, and its path under the staged folder.
 type Copy = (PathBuf, PathBuf);
 
-/// `component`'s `exclude_files`, compiled.
+/// `path` as plain names only (`.` parts and repeated `/` dropped), or `None` if it has
+/// a `..`, a root or a prefix: a path that may lead out of the folder it is relative to.
+fn normalised(path: &Path) -> Option<PathBuf> {
+    let mut plain = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(name) => plain.push(name),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(plain)
+}
+
+/// `component`'s `exclude_files`, normalised as the paths they are matched against are.
 fn exclusions(component: &ComponentSpec) -> Result<Vec<glob::Pattern>> {
     component
         .exclude_files
         .iter()
         .map(|pattern| {
-            glob::Pattern::new(pattern)
-                .with_context(|| format!("component `{}`: exclude_files `{pattern}`", component.id))
+            let context = || format!("component `{}`: exclude_files `{pattern}`", component.id);
+            let plain = normalised(Path::new(pattern)).with_context(|| {
+                format!("{}: it must stay inside the manifest's folder", context())
+            })?;
+            glob::Pattern::new(&plain.to_string_lossy()).with_context(context)
         })
         .collect()
 }
@@ -118,9 +155,13 @@ fn collect_entry(
                 let source = source.with_context(|| {
                     format!("component `{id}`: cannot read files for `{pattern}`")
                 })?;
-                if source.is_file() {
-                    let relative = source.strip_prefix(manifest_folder).unwrap_or(&source);
-                    copies.push((source.clone(), relative.to_path_buf()));
+                // A match through `..` (which `.*` matches) is outside the folder.
+                let relative = source
+                    .strip_prefix(manifest_folder)
+                    .ok()
+                    .and_then(normalised);
+                if let Some(relative) = relative.filter(|_| source.is_file()) {
+                    copies.push((source.clone(), relative));
                 }
             }
         }
@@ -128,7 +169,13 @@ fn collect_entry(
             source,
             destination,
         } => {
-            let target = PathBuf::from(destination.trim_start_matches('/'));
+            let target =
+                normalised(Path::new(destination.trim_start_matches('/'))).with_context(|| {
+                    format!(
+                        "component `{id}`: files destination `{destination}` leads out of the \
+                         guest's `/`"
+                    )
+                })?;
             ensure!(
                 source.exists(),
                 "component `{id}`: files source `{}` does not exist",
@@ -223,5 +270,100 @@ mod tests {
         );
         let error = StagedFiles::stage(&missing, app.path()).unwrap_err();
         assert!(format!("{error:#}").contains("nowhere"), "{error:#}");
+    }
+
+    /// An application folder inside a parent that holds a file the application must
+    /// never see.
+    fn nested_app() -> (tempfile::TempDir, PathBuf) {
+        let parent = tempfile::tempdir().unwrap();
+        std::fs::write(parent.path().join("outside.txt"), "private").unwrap();
+        let app = parent.path().join("app");
+        std::fs::create_dir_all(app.join("static")).unwrap();
+        std::fs::write(app.join("static/a.txt"), "a").unwrap();
+        std::fs::write(app.join("static/secret.txt"), "s").unwrap();
+        std::fs::write(app.join(".hidden"), "h").unwrap();
+        (parent, app)
+    }
+
+    /// Every file under `folder`, relative to it.
+    fn staged_paths(folder: &Path) -> Vec<String> {
+        let mut paths = Vec::new();
+        let mut copies = Vec::new();
+        collect_tree(folder, Path::new(""), &mut copies).unwrap();
+        for (_, relative) in copies {
+            paths.push(relative.to_string_lossy().into_owned());
+        }
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn a_dot_glob_never_matches_the_parent_folder() {
+        let (parent, app) = nested_app();
+        let spec = component(
+            vec![
+                FileSpec::Pattern(".*/outside.txt".into()),
+                FileSpec::Pattern(".*".into()),
+            ],
+            &[],
+        );
+        let staged = StagedFiles::stage(&spec, &app).unwrap().unwrap();
+        assert_eq!(staged_paths(staged.folder().path()), [".hidden"]);
+        // Nothing was written beside the staged folder either.
+        let beside = staged.folder().path().parent().unwrap().join("outside.txt");
+        assert!(!beside.exists(), "{}", beside.display());
+        drop(parent);
+    }
+
+    #[test]
+    fn a_destination_that_climbs_out_is_refused() {
+        let (_parent, app) = nested_app();
+        for destination in ["/../../x", "/a/../../x", "/.."] {
+            let spec = component(
+                vec![FileSpec::Mapping {
+                    source: app.join("static/a.txt"),
+                    destination: destination.into(),
+                }],
+                &[],
+            );
+            let error = StagedFiles::stage(&spec, &app).unwrap_err();
+            assert!(
+                format!("{error:#}").contains("leads out of the guest's `/`"),
+                "{destination}: {error:#}"
+            );
+        }
+        let inside = component(
+            vec![FileSpec::Mapping {
+                source: app.join("static/a.txt"),
+                destination: "/etc/./a.txt".into(),
+            }],
+            &[],
+        );
+        let staged = StagedFiles::stage(&inside, &app).unwrap().unwrap();
+        assert_eq!(staged_paths(staged.folder().path()), ["etc/a.txt"]);
+    }
+
+    #[test]
+    fn exclusions_hold_however_a_path_is_spelled() {
+        let (_parent, app) = nested_app();
+        for pattern in [
+            "./static/secret.txt",
+            "static//secret.txt",
+            "static/./secret.txt",
+            "./static/*",
+            ".*/app/static/secret.txt",
+        ] {
+            for exclusion in ["static/secret.txt", "./static/secret.txt"] {
+                let spec = component(vec![FileSpec::Pattern(pattern.into())], &[exclusion]);
+                let staged = StagedFiles::stage(&spec, &app).unwrap();
+                let paths = staged.map_or_else(Vec::new, |s| staged_paths(s.folder().path()));
+                assert!(
+                    !paths.contains(&"static/secret.txt".to_owned()),
+                    "{pattern} excluding {exclusion}: {paths:?}"
+                );
+            }
+        }
+        let climbing = component(vec![FileSpec::Pattern("static/*".into())], &["../x"]);
+        assert!(StagedFiles::stage(&climbing, &app).is_err());
     }
 }

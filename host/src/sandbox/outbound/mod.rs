@@ -31,12 +31,12 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span};
 use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
-pub use self::allowlist::OutboundPattern;
-pub use self::resolve::ResolveOverride;
+pub use self::address::non_public;
+pub use self::allowlist::{Host, OutboundPattern};
+pub use self::resolve::{ResolveOverride, Resolver};
 
 use self::allowlist::{Allowlist, Origin};
 use self::connector::{Attempt, ConnectError, Connector, Progress};
-use self::resolve::Resolver;
 use self::upstream_body::UpstreamBody;
 use super::occupancy::Occupancy;
 
