@@ -7,6 +7,7 @@
 pub struct HostEnv {
     vars: Vec<(String, String)>,
     available_cpus: u32,
+    open_files_limit: Option<u64>,
 }
 
 impl HostEnv {
@@ -20,9 +21,13 @@ impl HostEnv {
                 (lossy(name), lossy(value))
             })
             .collect();
+        // `None` when unlimited.
+        let open_files_limit =
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
         Self {
             vars,
             available_cpus,
+            open_files_limit,
         }
     }
 
@@ -35,6 +40,16 @@ impl HostEnv {
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
             available_cpus,
+            open_files_limit: Some(1024),
+        }
+    }
+
+    /// The same world with an open-file limit of `limit` (`None`: unlimited).
+    #[cfg(test)]
+    pub fn with_open_files_limit(self, limit: Option<u64>) -> Self {
+        Self {
+            open_files_limit: limit,
+            ..self
         }
     }
 
@@ -51,6 +66,15 @@ impl HostEnv {
         self.var(name).filter(|value| !value.is_empty())
     }
 
+    /// The secret in variable `name`, if set and not empty, without the line ending a
+    /// secret file often has (a secret mounted or stored from `echo TOKEN > file`).
+    pub fn secret(&self, name: &str) -> Option<String> {
+        let value = self.var(name)?;
+        let trimmed = value.strip_suffix('\n').unwrap_or(&value);
+        let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+        Some(trimmed.to_owned()).filter(|secret| !secret.is_empty())
+    }
+
     /// Every variable whose name starts with `prefix`.
     pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
         self.vars
@@ -58,6 +82,11 @@ impl HostEnv {
             .filter(|(name, _)| name.starts_with(prefix))
             .cloned()
             .collect()
+    }
+
+    /// How many files this process may have open at once, if it is limited.
+    pub fn open_files_limit(&self) -> Option<u64> {
+        self.open_files_limit
     }
 
     /// How many CPUs this process may use.

@@ -4,6 +4,7 @@
 
 mod accept;
 mod bind;
+mod connection;
 mod metrics_endpoint;
 mod role;
 mod shutdown;
@@ -15,13 +16,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper_util::server::graceful::GracefulShutdown;
 
-use self::accept::{accept_connections, connection_builder};
+use self::accept::Acceptor;
 use self::role::Role;
 use crate::config::ServeConfig;
 use crate::load::app::HostPolicy;
 use crate::load::engine;
 use crate::load::registry::LazyRegistry;
 use crate::observe::metrics::Metrics;
+use crate::observe::summary::RepeatedWarnings;
 use crate::request::admission::Admission;
 use crate::request::handler::{Handler, HandlerSettings};
 use crate::request::service::RequestService;
@@ -37,10 +39,18 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         tracing::warn!("{notice}");
     }
     let metrics = Arc::new(Metrics::new());
+    let warnings = RepeatedWarnings::start(config.log_summary_interval);
     let active = load(&config, &metrics).await?;
     let admission = Arc::new(Admission::new(config.admission.clone()));
-    let service = Arc::new(request_service(&config, &active, &admission, &metrics));
-    let builder = connection_builder(&config.client);
+    let service = Arc::new(request_service(
+        &config, &active, &admission, &metrics, &warnings,
+    ));
+    let acceptor = Acceptor::new(
+        &config.client,
+        &config.connections,
+        metrics.clone(),
+        warnings,
+    );
     let (listener, secondary_listeners) = match config.secondary {
         Some(_) => (crate::workers::inherited_listener()?, Vec::new()),
         None => bind::bind_workers(config.addr, config.workers).await?,
@@ -52,7 +62,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         &config,
         &active,
         &metrics,
-        &builder,
+        &acceptor,
         secondary_listeners,
         local,
     )
@@ -64,7 +74,12 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     };
     let outcome = tokio::select! {
         stopped = role.stopped() => stopped,
-        never = accept_connections(&listener, &builder, &graceful, serve_one) => match never {},
+        never = acceptor.accept_connections(
+            &listener,
+            &graceful,
+            config.connections.max_connections,
+            serve_one,
+        ) => match never {},
     };
     drop(listener);
     let stopped = drain(graceful, &admission, config.shutdown_timeout, role).await;
@@ -108,11 +123,14 @@ fn request_service(
     active: &Arc<ActiveComponent>,
     admission: &Arc<Admission>,
     metrics: &Arc<Metrics>,
+    warnings: &Arc<RepeatedWarnings>,
 ) -> RequestService {
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
+        body_idle_timeout: config.client.body_idle_timeout,
         metrics: metrics.clone(),
+        warnings: warnings.clone(),
     };
     let handler = Handler::new(active.clone(), settings, admission.clone());
     let observer = Observer::new(

@@ -1,6 +1,7 @@
 //! Chaos: ten thousand requests at 64 concurrency mixing good requests with traps,
-//! infinite loops, memory bombs, oversized bodies and slowloris clients. Every good
-//! request must succeed, every bad one must get its own clear status, and the host's
+//! infinite loops, memory bombs, oversized bodies and slowloris clients, under tight
+//! client limits (timeouts of a second, a cap on connections). Every good request must
+//! succeed, every bad one must get its own clear status, and the host's
 //! memory must come back down afterwards.
 
 use std::collections::BTreeMap;
@@ -141,6 +142,17 @@ async fn chaos(component: &Path, flags: &[&str]) {
         "1MiB",
         "--header-read-timeout",
         "1s",
+        // The client limits, tight: a good request, which never stalls, never meets them.
+        "--first-request-timeout",
+        "1s",
+        "--idle-connection-timeout",
+        "1s",
+        "--body-idle-timeout",
+        "1s",
+        "--response-write-timeout",
+        "1s",
+        "--max-connections",
+        "200",
     ];
     all_flags.extend_from_slice(flags);
     let server = TestServer::start_with(component, &all_flags);

@@ -18,6 +18,7 @@ mod reuse;
 mod serve;
 #[path = "../common/serve_help.rs"]
 mod serve_help;
+mod slow_clients;
 mod spin;
 mod startup_errors;
 mod swap;

@@ -142,7 +142,21 @@ const PLATFORM_VARIABLES: [&str; 6] = [
 
 /// The `wasi-host` binary under test, in an environment without platform variables.
 pub fn host_binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wasi-host"));
+    without_platform_variables(Command::new(env!("CARGO_BIN_EXE_wasi-host")))
+}
+
+/// The `wasi-host` binary under test, as [`host_binary`], allowed at most `limit` open
+/// files (run by util-linux's `prlimit`).
+pub fn host_binary_with_open_file_limit(limit: u32) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_wasi-host"));
+    without_platform_variables(command)
+}
+
+fn without_platform_variables(mut command: Command) -> Command {
     // A backtrace per guest trap only slows the tests down.
     command.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
     for name in PLATFORM_VARIABLES {
@@ -173,7 +187,17 @@ impl TestServer {
 
     /// Serves `component` with extra `serve` flags and environment variables.
     pub fn start_with_env(component: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = host_binary();
+        Self::start_by(host_binary(), component, flags, env)
+    }
+
+    /// Serves `component` with `command`, which runs `wasi-host` (see
+    /// [`host_binary`]), with extra `serve` flags and environment variables.
+    pub fn start_by(
+        mut command: Command,
+        component: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         command
             .arg("serve")
             .arg(component)
