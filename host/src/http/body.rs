@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
-use tokio_util::sync::DropGuard;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use wasmtime_wasi_http::{Error, WasiBody};
 
 /// A body that fails once more than `limit` bytes have arrived: a client's request body
@@ -165,9 +165,11 @@ pub struct ResponseBody {
     /// The request's admission slot: a request counts against the concurrency cap until
     /// its body has been sent or dropped.
     _slot: Option<OwnedSemaphorePermit>,
-    /// Tells the guest's instance that the client went away when the body is dropped
-    /// before its end; disarmed at the end.
-    client_present: Option<DropGuard>,
+    /// Cancelled, to tell the guest's instance that the client went away, when the
+    /// body is dropped before its end.
+    client_gone: Option<CancellationToken>,
+    /// Whether the body has ended, cleanly or not.
+    ended: bool,
 }
 
 impl ResponseBody {
@@ -175,7 +177,7 @@ impl ResponseBody {
     /// failed before finishing it), it ends in an error, so the client sees an aborted
     /// response rather than a complete-looking truncated one.
     /// `client_present` fires if the body is dropped before its end (the client went
-    /// away).
+    /// away), and not otherwise.
     pub fn from_guest(
         inner: WasiBody,
         guest_failed: Option<Arc<AtomicBool>>,
@@ -186,7 +188,8 @@ impl ResponseBody {
             inner,
             guest_failed,
             _slot: Some(slot),
-            client_present: Some(client_present),
+            client_gone: Some(client_present.disarm()),
+            ended: false,
         }
     }
 
@@ -198,7 +201,21 @@ impl ResponseBody {
                 .boxed_unsync(),
             guest_failed: None,
             _slot: None,
-            client_present: None,
+            client_gone: None,
+            ended: false,
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended, without waiting for the
+        // `None` after its last frame: only a body dropped short of its end was cut off.
+        if let Some(client_gone) = &self.client_gone
+            && !self.ended
+            && !self.inner.is_end_stream()
+        {
+            client_gone.cancel();
         }
     }
 }
@@ -225,11 +242,7 @@ impl Body for ResponseBody {
             }
             other => other,
         };
-        if matches!(frame, Poll::Ready(None))
-            && let Some(client_present) = self.client_present.take()
-        {
-            client_present.disarm();
-        }
+        self.ended |= matches!(frame, Poll::Ready(None | Some(Err(_))));
         frame
     }
 
