@@ -23,9 +23,9 @@ pub fn failure_of(error: wasmtime::Error, ticket: &Ticket, metrics: &Metrics) ->
         return Failure::GuestErrorCode(code);
     }
     // A guest computing past its deadline is stopped by retiring its instance, which
-    // the pool reports as a failure of the instance; the clock tells it from a trap.
-    let timed_out = error.is::<ExpirationError>()
-        || (error.is::<TrapOrPanicError>() && Instant::now() >= ticket.visitor.deadline);
+    // the pool reports as a failure of the instance or, for a WASI 0.2 guest, as a
+    // response never set; the clock tells either from a trap.
+    let timed_out = error.is::<ExpirationError>() || Instant::now() >= ticket.visitor.deadline;
     if timed_out {
         tracing::warn!(request_id, "guest interrupted at the request deadline");
         metrics.guest_failed(GuestFailure::Timeout);
