@@ -145,7 +145,10 @@ impl Handler {
                         .map(|body| ResponseBody::from_guest(body, failed, slot, client_present)));
                 }
                 Ok(Err(error)) => error,
+                // Dropping `client_present` here stops an instance serving this
+                // request alone at once.
                 Err(_elapsed) => {
+                    tracing::warn!(request_id, "guest interrupted at the request deadline");
                     metrics.guest_failed(GuestFailure::Timeout);
                     return Err(Failure::DeadlineExceeded);
                 }
