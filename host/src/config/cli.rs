@@ -59,6 +59,23 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Default wait for a new connection's first request: a client that connects and says
+/// nothing holds a file descriptor for this long.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: &str = "10s";
+
+/// Default time a connection with no request in flight stays open (HTTP/2; HTTP/1
+/// keep-alive connections close at the header read timeout).
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: &str = "60s";
+
+/// Default wait for a client to take more of a response it is not reading.
+pub const DEFAULT_RESPONSE_WRITE_TIMEOUT: &str = "30s";
+
+/// Default wait for more of a request body that has stopped arriving.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: &str = "30s";
+
+/// Default time over which repeated warnings are summed into one log line.
+pub const DEFAULT_LOG_SUMMARY_INTERVAL: &str = "10s";
+
 /// A Cloud Run-ready host for WebAssembly HTTP components.
 #[derive(Debug, Parser)]
 #[command(name = "wasi-host", version = VERSION.as_str(), about, long_about = None)]
@@ -148,6 +165,26 @@ pub struct ListenArgs {
     /// reaches the guest. An empty value turns it off.
     #[arg(long, env = "WASI_HOST_HEALTH_PATH", default_value = DEFAULT_HEALTH_PATH)]
     pub health_path: String,
+    /// Longest a new connection may stay open before its first request head has
+    /// arrived: a client that connects and sends nothing, part of the HTTP/2 preface, or
+    /// only HTTP/2 settings is disconnected then. The admin and metrics ports too.
+    #[arg(long, env = "WASI_HOST_FIRST_REQUEST_TIMEOUT", default_value = DEFAULT_FIRST_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub first_request_timeout: Duration,
+    /// Longest a connection with no request in flight stays open after its last
+    /// response: what closes an idle HTTP/2 connection (HTTP/1 keep-alive connections
+    /// close sooner, at `--header-read-timeout`).
+    #[arg(long, env = "WASI_HOST_IDLE_CONNECTION_TIMEOUT", default_value = DEFAULT_IDLE_CONNECTION_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub idle_connection_timeout: Duration,
+    /// Longest a response may wait for a client that does not read it; then the
+    /// connection is closed and the request's slot freed.
+    #[arg(long, env = "WASI_HOST_RESPONSE_WRITE_TIMEOUT", default_value = DEFAULT_RESPONSE_WRITE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub response_write_timeout: Duration,
+    /// Connections open at once on the serving port, per process; past it a new
+    /// connection gets `503` and is closed. Default: the open-file limit (`ulimit -n`)
+    /// less 128 kept for the host's own files, the admin and metrics ports (16 each) and
+    /// guests' outbound connections.
+    #[arg(long, value_name = "N", env = "WASI_HOST_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 }
 
 /// What one request may take, and how many run at once.
@@ -178,6 +215,11 @@ pub struct RequestArgs {
     /// closes HTTP/1 keep-alive connections idle for that long.
     #[arg(long, env = "WASI_HOST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// Longest a request body may stop arriving; a client that stalls longer gets
+    /// `408` (if its guest has not answered yet), so a trickling upload cannot hold a
+    /// slot for the whole request timeout.
+    #[arg(long, env = "WASI_HOST_BODY_IDLE_TIMEOUT", default_value = DEFAULT_BODY_IDLE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Duration,
 }
 
 /// What one guest instance gets.
@@ -364,4 +406,9 @@ pub struct ObserveArgs {
     /// and a line per request costs throughput.
     #[arg(long, env = "WASI_HOST_ACCESS_LOG")]
     pub access_log: bool,
+    /// Warnings that repeat under load (requests turned away with `503`, connections
+    /// refused) are summed over this long into one line each, instead of a line per
+    /// event; the metrics count every one.
+    #[arg(long, env = "WASI_HOST_LOG_SUMMARY_INTERVAL", default_value = DEFAULT_LOG_SUMMARY_INTERVAL, value_parser = humantime::parse_duration)]
+    pub log_summary_interval: Duration,
 }

@@ -11,6 +11,7 @@ use super::cpus::{CpuCgroup, Cpus, allowed_cpus};
 pub struct HostEnv {
     vars: Vec<(String, String)>,
     cpus: Cpus,
+    open_files_limit: Option<u64>,
 }
 
 impl HostEnv {
@@ -34,7 +35,14 @@ impl HostEnv {
                 (lossy(name), lossy(value))
             })
             .collect();
-        Self { vars, cpus }
+        // `None` when unlimited.
+        let open_files_limit =
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        Self {
+            vars,
+            cpus,
+            open_files_limit,
+        }
     }
 
     /// A made-up world: `vars` as the environment, `available_cpus` CPUs.
@@ -49,6 +57,16 @@ impl HostEnv {
                 available: available_cpus,
                 quota: None,
             },
+            open_files_limit: Some(1024),
+        }
+    }
+
+    /// The same world with an open-file limit of `limit` (`None`: unlimited).
+    #[cfg(test)]
+    pub fn with_open_files_limit(self, limit: Option<u64>) -> Self {
+        Self {
+            open_files_limit: limit,
+            ..self
         }
     }
 
@@ -65,6 +83,15 @@ impl HostEnv {
         self.var(name).filter(|value| !value.is_empty())
     }
 
+    /// The secret in variable `name`, if set and not empty, without the line ending a
+    /// secret file often has (a secret mounted or stored from `echo TOKEN > file`).
+    pub fn secret(&self, name: &str) -> Option<String> {
+        let value = self.var(name)?;
+        let trimmed = value.strip_suffix('\n').unwrap_or(&value);
+        let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+        Some(trimmed.to_owned()).filter(|secret| !secret.is_empty())
+    }
+
     /// Every variable whose name starts with `prefix`.
     pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
         self.vars
@@ -77,6 +104,11 @@ impl HostEnv {
     /// The CPUs this process may use.
     pub fn cpus(&self) -> Cpus {
         self.cpus
+    }
+
+    /// How many files this process may have open at once, if it is limited.
+    pub fn open_files_limit(&self) -> Option<u64> {
+        self.open_files_limit
     }
 }
 

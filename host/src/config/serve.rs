@@ -44,6 +44,18 @@ const KNATIVE_RESERVED_PORTS: [u16; 6] = [8008, 8012, 8013, 8022, 9090, 9091];
 /// Largest `--max-memory`: a 32-bit linear memory cannot grow past 4 GiB.
 const MAX_MEMORY_CAP: u64 = 4 << 30;
 
+/// Open files the default `--max-connections` leaves to the rest of the process: its
+/// own files and pipes, the admin and metrics ports' connections, guests' outbound
+/// connections, registry pulls.
+const RESERVED_FILES: u64 = 128;
+
+/// `--max-connections` when the open-file limit is unknown or unlimited.
+const FALLBACK_MAX_CONNECTIONS: u32 = 10_000;
+
+/// Connections open at once on the admin port, and on the metrics port: each needs
+/// one or two, and a flood of them must not take the serving port's files.
+pub const SIDE_SERVER_MAX_CONNECTIONS: u32 = 16;
+
 /// The validated settings `serve` runs with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -61,6 +73,9 @@ pub struct ServeConfig {
     /// This process's share of the concurrency and queue.
     pub admission: AdmissionLimits,
     pub client: ClientLimits,
+    pub connections: ConnectionLimits,
+    /// How long repeated warnings are summed before they are logged.
+    pub log_summary_interval: Duration,
     /// The probe path; `None` when turned off.
     pub health_path: Option<String>,
     /// What every guest finds in its environment.
@@ -108,6 +123,21 @@ pub struct ClientLimits {
     pub max_header_size: usize,
     /// Longest a client may take to send its request headers.
     pub header_read_timeout: Duration,
+    /// Longest a request body may stop arriving.
+    pub body_idle_timeout: Duration,
+}
+
+/// What one connection may hold, on every port.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Longest a new connection may take to send its first request head.
+    pub first_request_timeout: Duration,
+    /// Longest a connection with no request in flight stays open after a response.
+    pub idle_timeout: Duration,
+    /// Longest a write may wait for a client that does not read.
+    pub write_timeout: Duration,
+    /// Connections open at once on the serving port.
+    pub max_connections: u32,
 }
 
 /// The settings of the admin endpoint.
@@ -152,6 +182,10 @@ impl ServeArgs {
             },
             spin_variables: variables::from_environment(&env.with_prefix(SPIN_VARIABLE_PREFIX)),
             client: self.requests.client()?,
+            connections: self
+                .listen
+                .connections(env.open_files_limit(), &mut notices)?,
+            log_summary_interval: self.observe.log_summary_interval,
             admission,
             health_path: self.listen.health_path(&mut notices)?,
             guest_env: GuestEnv::build(&self.instances.env, |name| env.var(name))?,
@@ -242,6 +276,50 @@ impl ListenArgs {
         }
         Ok(Some(path.clone()).filter(|path| !path.is_empty()))
     }
+
+    /// The connection limits, the cap fitted to `open_files` (the process's limit on
+    /// open files, if it has one) unless given.
+    fn connections(
+        &self,
+        open_files: Option<u64>,
+        notices: &mut Vec<String>,
+    ) -> Result<ConnectionLimits> {
+        for (timeout, flag) in [
+            (self.first_request_timeout, "--first-request-timeout"),
+            (self.idle_connection_timeout, "--idle-connection-timeout"),
+            (self.response_write_timeout, "--response-write-timeout"),
+        ] {
+            ensure!(!timeout.is_zero(), "{flag} must be more than zero");
+        }
+        let fitting = open_files.map(|limit| limit.saturating_sub(RESERVED_FILES));
+        let max_connections = match (self.max_connections, fitting) {
+            (Some(max), Some(fitting)) if u64::from(max) > fitting => {
+                notices.push(format!(
+                    "--max-connections {max} is more than the open-file limit ({}) leaves room \
+                     for; past about {fitting} connections, accepting fails until some close",
+                    open_files.unwrap_or_default()
+                ));
+                max
+            }
+            (Some(max), _) => max,
+            (None, Some(fitting)) => {
+                ensure!(
+                    fitting > 0,
+                    "the open-file limit ({}) leaves no room for connections: raise it \
+                     (`ulimit -n`) or set --max-connections",
+                    open_files.unwrap_or_default()
+                );
+                u32::try_from(fitting).unwrap_or(u32::MAX)
+            }
+            (None, None) => FALLBACK_MAX_CONNECTIONS,
+        };
+        Ok(ConnectionLimits {
+            first_request_timeout: self.first_request_timeout,
+            idle_timeout: self.idle_connection_timeout,
+            write_timeout: self.response_write_timeout,
+            max_connections,
+        })
+    }
 }
 
 impl RequestArgs {
@@ -266,10 +344,15 @@ impl RequestArgs {
             self.max_header_size.as_u64() >= 8192,
             "--max-header-size must be at least 8KiB"
         );
+        ensure!(
+            !self.body_idle_timeout.is_zero(),
+            "--body-idle-timeout must be more than zero"
+        );
         Ok(ClientLimits {
             max_body_size: self.max_body_size.as_u64(),
             max_header_size: saturating_usize(self.max_header_size),
             header_read_timeout: self.header_read_timeout,
+            body_idle_timeout: self.body_idle_timeout,
         })
     }
 }
@@ -332,7 +415,7 @@ impl SwapArgs {
         let Some(addr) = self.admin_addr else {
             return Ok(None);
         };
-        let token = env.var(ADMIN_TOKEN_ENV).unwrap_or_default();
+        let token = env.secret(ADMIN_TOKEN_ENV).unwrap_or_default();
         ensure!(
             token.chars().count() >= MIN_TOKEN_LENGTH,
             "--admin-addr needs a bearer token of at least {MIN_TOKEN_LENGTH} characters in \
@@ -364,8 +447,8 @@ impl RegistryArgs {
     fn config(&self, env: &HostEnv) -> Result<RegistryConfig> {
         let mut credentials = Credentials::default();
         match (
-            env.non_empty(USERNAME_ENV),
-            env.non_empty(PASSWORD_ENV),
+            env.secret(USERNAME_ENV),
+            env.secret(PASSWORD_ENV),
             env.non_empty(HOST_ENV),
         ) {
             (Some(username), Some(password), Some(registry)) => {
@@ -606,6 +689,75 @@ mod tests {
             Some("127.0.0.1:8999")
         );
         assert_eq!(ask(&[("K_SERVICE", "shop"), (PROJECT_VARIABLE, "p")]), None);
+    }
+
+    #[test]
+    fn secrets_lose_the_line_ending_a_secret_file_gives_them() {
+        let env = HostEnv::fake(
+            &[
+                (ADMIN_TOKEN_ENV, "0123456789abcdef\n"),
+                (USERNAME_ENV, "user\r\n"),
+                (PASSWORD_ENV, "secret\n"),
+                (HOST_ENV, "ghcr.io"),
+            ],
+            2,
+        );
+        let config = configure("hello.wasm", &["--admin-addr", "127.0.0.1:9465"], &env).unwrap();
+        assert_eq!(config.admin.unwrap().token, "0123456789abcdef");
+        let login = Login {
+            username: "user".to_owned(),
+            password: "secret".to_owned(),
+        };
+        assert_eq!(
+            config.registry.credentials.for_registry("ghcr.io"),
+            Some(&login)
+        );
+        let only_a_newline = HostEnv::fake(&[(USERNAME_ENV, "\n"), (PASSWORD_ENV, "\n")], 2);
+        let registry = configure("hello.wasm", &[], &only_a_newline)
+            .unwrap()
+            .registry;
+        assert_eq!(registry.credentials, Credentials::default());
+    }
+
+    #[test]
+    fn client_limits_default_to_short_timeouts() {
+        let config = serve(&[]).unwrap();
+        let connections = &config.connections;
+        assert_eq!(connections.first_request_timeout, Duration::from_secs(10));
+        assert_eq!(connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(connections.write_timeout, Duration::from_secs(30));
+        assert_eq!(config.client.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.log_summary_interval, Duration::from_secs(10));
+        for flag in [
+            "--first-request-timeout",
+            "--idle-connection-timeout",
+            "--response-write-timeout",
+            "--body-idle-timeout",
+        ] {
+            assert!(refused(&[flag, "0s"]).contains(&format!("{flag} must be more than zero")));
+        }
+    }
+
+    #[test]
+    fn connections_are_capped_below_the_open_file_limit() {
+        let limited = |limit: Option<u64>, flags: &[&str]| {
+            let env = HostEnv::fake(&[], 2).with_open_files_limit(limit);
+            configure("hello.wasm", flags, &env)
+        };
+        let fitted = limited(Some(1024), &[]).unwrap();
+        assert_eq!(fitted.connections.max_connections, 1024 - 128);
+        let unlimited = limited(None, &[]).unwrap();
+        assert_eq!(unlimited.connections.max_connections, 10_000);
+        let no_room = limited(Some(100), &[]).unwrap_err();
+        assert!(format!("{no_room:#}").contains("leaves no room for connections"));
+        let explicit = limited(Some(100), &["--max-connections", "50"]).unwrap();
+        assert_eq!(explicit.connections.max_connections, 50);
+        assert!(
+            explicit.notices[0].contains("more than the open-file limit (100) leaves room for"),
+            "{:?}",
+            explicit.notices
+        );
+        assert!(refused(&["--max-connections", "0"]).contains("0"));
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct Metrics {
     component_generation: Gauge,
     components: Family<WasiLabel, Gauge>,
     instances: Gauge,
+    connections_open: Gauge,
+    connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -168,6 +170,16 @@ impl Metrics {
                 "instances",
                 "Guest instances alive, serving requests or idle before reuse",
                 Gauge::default(),
+            ),
+            connections_open: register.metric(
+                "connections_open",
+                "Client connections open, on every port",
+                Gauge::default(),
+            ),
+            connections_refused: register.metric(
+                "connections_refused",
+                "Connections closed at once because too many were open",
+                Counter::default(),
             ),
             registry,
         };
@@ -261,6 +273,21 @@ impl Metrics {
     /// An instance was dropped.
     pub fn instance_stopped(&self) {
         self.instances.dec();
+    }
+
+    /// A client connection was accepted; [`Metrics::connection_closed`] must follow.
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// A connection that was accepted is closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    /// A connection was closed at once: too many were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Every metric in the OpenMetrics text format, which Prometheus scrapes.

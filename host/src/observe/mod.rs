@@ -4,5 +4,6 @@
 pub mod cloud_logging;
 pub mod exposition;
 pub mod metrics;
+pub mod summary;
 pub mod telemetry;
 pub mod trace_context;

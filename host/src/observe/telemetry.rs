@@ -53,6 +53,24 @@ pub fn init(format: LogFormat) -> LogFormat {
     format
 }
 
+/// `message` on one line: a multi-line error (a wasm backtrace, a panic message) would
+/// otherwise become several log lines in text mode, each looking like an entry of its
+/// own. Lines are trimmed and joined with `; `, or a space after a colon.
+pub fn one_line(message: &str) -> String {
+    let mut joined = String::with_capacity(message.len());
+    for line in message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+    {
+        if !joined.is_empty() {
+            joined.push_str(if joined.ends_with(':') { " " } else { "; " });
+        }
+        joined.push_str(line);
+    }
+    joined
+}
+
 /// Reports the error that ends the process: `error: ...` on stderr for people, an
 /// `ERROR` entry in JSON.
 pub fn report_fatal(format: LogFormat, error: &anyhow::Error) {
@@ -60,5 +78,19 @@ pub fn report_fatal(format: LogFormat, error: &anyhow::Error) {
         LogFormat::Json => tracing::error!("{error:#}"),
         // `{:#}` prints the whole context chain on one line: the file, then the cause.
         _ => eprintln!("error: {error:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_error_is_logged_on_one_line() {
+        let error = "error while executing at wasm backtrace:\n    0: 0x1a2b - testbed!handle\n\n    1: 0x3c - <unknown>!<wasm function 7>\n";
+        assert_eq!(
+            one_line(error),
+            "error while executing at wasm backtrace: 0: 0x1a2b - testbed!handle; 1: 0x3c - <unknown>!<wasm function 7>"
+        );
     }
 }

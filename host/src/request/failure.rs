@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, Version, header};
 use crate::http::body::ResponseBody;
 use crate::http::response::plain_response;
 use crate::observe::metrics::Rejection;
+use crate::observe::summary::RepeatedWarnings;
 
 /// Seconds a client told `503` should wait before retrying.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -20,6 +21,8 @@ pub enum Failure {
     /// The guest's store could not be set up.
     Setup(anyhow::Error),
     BodyTooLarge,
+    /// The client stopped sending the request body for longer than allowed.
+    BodyStalled,
     /// No slot came free.
     Overloaded(Rejection),
     /// Every instance the pool can hold is in use.
@@ -33,8 +36,14 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The host's response to request `request_id`, sent over HTTP `version`.
-    pub fn into_response(self, request_id: u64, version: Version) -> Response<ResponseBody> {
+    /// The host's response to request `request_id`, sent over HTTP `version`; failures
+    /// a flood repeats are counted in `warnings` rather than logged one by one.
+    pub fn into_response(
+        self,
+        request_id: u64,
+        version: Version,
+        warnings: &RepeatedWarnings,
+    ) -> Response<ResponseBody> {
         let (status, message) = match self {
             Failure::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             Failure::NoRoute => (StatusCode::NOT_FOUND, "no route matches this path"),
@@ -42,13 +51,31 @@ impl Failure {
                 tracing::error!(request_id, "cannot set up the guest: {error:#}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed")
             }
-            Failure::BodyTooLarge => return body_too_large(version),
+            Failure::BodyTooLarge => {
+                let response = plain_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                );
+                return closing_http1(response, version);
+            }
+            Failure::BodyStalled => {
+                let response = plain_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving",
+                );
+                return closing_http1(response, version);
+            }
             Failure::Overloaded(rejection) => {
-                tracing::warn!(request_id, ?rejection, "request turned away: server busy");
+                warnings.record(match rejection {
+                    Rejection::QueueFull => "requests turned away with 503: queue full",
+                    Rejection::QueueTimeout => {
+                        "requests turned away with 503: no slot came free in the queue timeout"
+                    }
+                });
                 return overloaded();
             }
             Failure::NoInstance => {
-                tracing::warn!(request_id, "request turned away: no instance free");
+                warnings.record("requests turned away with 503: no instance free");
                 return overloaded();
             }
             Failure::Guest => (StatusCode::INTERNAL_SERVER_ERROR, "the handler failed"),
@@ -65,11 +92,8 @@ impl Failure {
     }
 }
 
-fn body_too_large(version: Version) -> Response<ResponseBody> {
-    let mut response = plain_response(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "the request body is too large",
-    );
+/// `response` to a request whose body was left unread.
+fn closing_http1(mut response: Response<ResponseBody>, version: Version) -> Response<ResponseBody> {
     // The rest of the body is never read, so an HTTP/1 connection cannot carry another
     // request: say so, or the client may reuse it and lose its next request to the close.
     if version < Version::HTTP_2 {

@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{p2, p3};
 
 use super::failure::Failure;
 use crate::observe::metrics::{GuestFailure, Metrics};
+use crate::observe::telemetry::one_line;
 use crate::sandbox::instances::Ticket;
 
 /// What went wrong with the request `ticket` names, from `error` (the pool's answer)
@@ -39,7 +40,8 @@ pub fn failure_of(error: wasmtime::Error, ticket: &Ticket, metrics: &Metrics) ->
         .is_some_and(|failed| failed.load(Ordering::Acquire));
     let trapped = error.is::<TrapOrPanicError>() || error.chain().any(|cause| cause.is::<Trap>());
     if trapped || instance_failed {
-        tracing::warn!(request_id, "guest failed: {error:?}");
+        let error = one_line(&format!("{error:#}"));
+        tracing::warn!(request_id, "guest failed: {error}");
         ticket.fail_instance();
         metrics.guest_failed(GuestFailure::Trap);
         return Failure::Guest;
@@ -55,8 +57,9 @@ fn instantiation_failure(error: &wasmtime::Error, request_id: u64) -> Failure {
     if error.is::<PoolConcurrencyLimitError>() {
         return Failure::NoInstance;
     }
-    tracing::error!(request_id, "cannot instantiate the component: {error:?}");
-    Failure::Setup(anyhow::anyhow!("{error:#}"))
+    let error = one_line(&format!("{error:#}"));
+    tracing::error!(request_id, "cannot instantiate the component: {error}");
+    Failure::Setup(anyhow::anyhow!("{error}"))
 }
 
 /// The wasi:http error code a guest answered with instead of a response, either version's.

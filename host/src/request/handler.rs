@@ -10,14 +10,16 @@ use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use super::admission::{Admission, Slot};
 use super::failure::Failure;
 use super::guest_call::failure_of;
-use crate::http::body::{LimitedBody, ResponseBody};
+use crate::http::body::{IdleTimeoutBody, LimitedBody, ResponseBody};
 use crate::http::response::declared_length;
 use crate::observe::metrics::{GuestFailure, Metrics};
+use crate::observe::summary::RepeatedWarnings;
 use crate::sandbox::instances::Ticket;
 use crate::sandbox::occupancy::Visitor;
 use crate::swap::active::ActiveComponent;
@@ -28,8 +30,12 @@ pub struct HandlerSettings {
     pub request_timeout: Duration,
     /// Largest request body, in bytes.
     pub max_body_size: u64,
+    /// Longest a request body may stop arriving.
+    pub body_idle_timeout: Duration,
     /// Where rejections and guest failures are counted.
     pub metrics: Arc<Metrics>,
+    /// Where rejections are summed for the log.
+    pub warnings: Arc<RepeatedWarnings>,
 }
 
 /// Serves requests with the active version of the component.
@@ -75,7 +81,9 @@ impl Handler {
             },
             Err(failure) => Err(failure),
         };
-        result.unwrap_or_else(|failure| failure.into_response(request_id, version))
+        result.unwrap_or_else(|failure| {
+            failure.into_response(request_id, version, &self.settings.warnings)
+        })
     }
 
     /// Refuses what no guest should see, before taking a slot.
@@ -106,15 +114,25 @@ impl Handler {
         let version = self.active.current();
         let index = version.app.route(&mut request).ok_or(Failure::NoRoute)?;
         let body_too_large = Arc::new(AtomicBool::new(false));
+        let body_stalled = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
+            let body =
+                IdleTimeoutBody::new(body, self.settings.body_idle_timeout, body_stalled.clone());
             LimitedBody::request(body, self.settings.max_body_size, body_too_large.clone())
                 .boxed_unsync()
         });
-        let ticket = Ticket::new(Visitor {
-            request_id,
-            deadline,
-            span: Span::current(),
-        });
+        // Fires when this future or the response body is dropped before the end: the
+        // client went away, and its guest is stopped.
+        let abandoned = CancellationToken::new();
+        let client_present = abandoned.clone().drop_guard();
+        let ticket = Ticket::new(
+            Visitor {
+                request_id,
+                deadline,
+                span: Span::current(),
+            },
+            abandoned,
+        );
         let pool = &version.app.component(index).pool;
         let metrics = &self.settings.metrics;
         // The pool stops a guest at the deadline; this stops the wait for one whose
@@ -123,19 +141,27 @@ impl Handler {
             match tokio::time::timeout_at(deadline, pool.handle(ticket.clone(), request)).await {
                 Ok(Ok(response)) => {
                     let failed = ticket.instance_failed();
-                    return Ok(response.map(|body| ResponseBody::from_guest(body, failed, slot)));
+                    return Ok(response
+                        .map(|body| ResponseBody::from_guest(body, failed, slot, client_present)));
                 }
                 Ok(Err(error)) => error,
+                // Dropping `client_present` here stops an instance serving this
+                // request alone at once.
                 Err(_elapsed) => {
                     tracing::warn!(request_id, "guest interrupted at the request deadline");
                     metrics.guest_failed(GuestFailure::Timeout);
                     return Err(Failure::DeadlineExceeded);
                 }
             };
-        // A guest that failed because its body was cut off at the limit failed because
-        // of the request, not because of itself.
+        // The client is still there for the host's own answer.
+        client_present.disarm();
+        // A guest that failed because its body was cut off (at the limit, or stalled)
+        // failed because of the request, not because of itself.
         if body_too_large.load(Ordering::Acquire) {
             return Err(Failure::BodyTooLarge);
+        }
+        if body_stalled.load(Ordering::Acquire) {
+            return Err(Failure::BodyStalled);
         }
         Err(failure_of(error, &ticket, metrics))
     }

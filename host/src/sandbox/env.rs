@@ -18,16 +18,19 @@ pub struct GuestEnv(Arc<[(String, String)]>);
 impl GuestEnv {
     /// The platform variables found by `host_var`, then `entries` (`KEY=VALUE` each, as
     /// given with `--env`). An entry may replace a platform variable but not another
-    /// entry; empty entries are skipped, so a list ending in a newline is fine.
+    /// entry; empty entries are skipped, so a list ending in a newline is fine. A bad
+    /// entry is named by its place in the list, never quoted: its value may be a secret.
     pub fn build(entries: &[String], host_var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut explicit: Vec<(String, String)> = Vec::new();
-        for entry in entries.iter().filter(|entry| !entry.is_empty()) {
+        let numbered = (1..).zip(entries);
+        for (place, entry) in numbered.filter(|(_, entry)| !entry.is_empty()) {
             let Some((key, value)) = entry.split_once('=') else {
-                bail!("invalid --env `{entry}`: expected KEY=VALUE");
+                bail!("invalid --env entry {place}: expected KEY=VALUE");
             };
             ensure!(
                 is_valid_key(key),
-                "invalid --env `{entry}`: a key is a letter or `_` followed by letters, digits or `_`"
+                "invalid --env entry {place}: a key is a letter or `_` followed by letters, \
+                 digits or `_`"
             );
             ensure!(
                 !explicit.iter().any(|(seen, _)| seen == key),
@@ -131,5 +134,21 @@ mod tests {
         assert!(error(&["1A=1"]).contains("a key is a letter"));
         assert!(error(&["A-B=1"]).contains("a key is a letter"));
         assert!(error(&["A=1", "A=2"]).contains("`A` more than once"));
+    }
+
+    #[test]
+    fn a_bad_entry_is_named_by_its_place_and_its_value_never_shown() {
+        let error = |list: &[&str]| {
+            GuestEnv::build(&entries(list), |_| None)
+                .unwrap_err()
+                .to_string()
+        };
+        let no_key = error(&["A=1", "", "s3cret-token"]);
+        assert!(no_key.contains("entry 3"), "{no_key}");
+        let bad_key = error(&["API-KEY=s3cret-token"]);
+        assert!(bad_key.contains("entry 1"), "{bad_key}");
+        for shown in [no_key, bad_key] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
     }
 }

@@ -2,17 +2,19 @@
 //! wasmtime-wasi-http's `ProxyHandler`: a worker task per instance drives its store,
 //! takes requests from a shared queue while [`ReusePolicy`] allows, and drops the
 //! instance when it has been idle for long, has served its share, has a request past
-//! its deadline, or failed. A failure (a trap, a memory cap reached) is the instance's:
+//! its deadline, or failed, or when the client of the one request it serves went away.
+//! A failure (a trap, a memory cap reached) is the instance's:
 //! every request it holds fails, and it is never used again.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi_http::WasiHttpView;
@@ -24,6 +26,7 @@ use wasmtime_wasi_http::handler::{
 use super::occupancy::{Occupancy, Presence, Visitor};
 use super::store::{InstanceRecipe, InstanceState, new_store};
 use crate::observe::metrics::Metrics;
+use crate::observe::telemetry::one_line;
 
 /// Every instance gets a number, unique in the process, for the log.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -57,6 +60,8 @@ pub struct Instances {
 #[derive(Debug, Clone)]
 pub struct Ticket {
     pub visitor: Visitor,
+    /// Cancelled when the request's client went away before the end of its response.
+    abandoned: CancellationToken,
     /// Filled with the instance's failure flag when the request lands in one.
     landed: Arc<OnceLock<FailureFlag>>,
 }
@@ -66,9 +71,10 @@ pub struct Ticket {
 pub type FailureFlag = Arc<AtomicBool>;
 
 impl Ticket {
-    pub fn new(visitor: Visitor) -> Self {
+    pub fn new(visitor: Visitor, abandoned: CancellationToken) -> Self {
         Self {
             visitor,
+            abandoned,
             landed: Arc::new(OnceLock::new()),
         }
     }
@@ -117,6 +123,7 @@ impl HandlerState for Instances {
         let state =
             InstanceState::new(&self.recipe, &occupancy).map_err(wasmtime::Error::from_anyhow)?;
         let mut store = new_store(&self.engine, state);
+        let client = ClientWatch::default();
         let instantiating = StdInstant::now();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instantiated(instantiating.elapsed());
@@ -129,9 +136,11 @@ impl HandlerState for Instances {
                 idle_timeout: self.reuse.idle_timeout,
                 request_timeout: self.request_timeout,
                 sleep: Box::pin(tokio::time::sleep(self.request_timeout)),
+                client: client.clone(),
             },
             state: Worker {
                 occupancy,
+                client,
                 failed: FailureFlag::default(),
                 reuse: self.reuse,
                 metrics: self.metrics.clone(),
@@ -143,6 +152,7 @@ impl HandlerState for Instances {
 /// One instance's part in the pool.
 pub struct Worker {
     occupancy: Arc<Occupancy>,
+    client: ClientWatch,
     failed: FailureFlag,
     reuse: ReusePolicy,
     metrics: Arc<Metrics>,
@@ -170,6 +180,12 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         let _ = ticket.landed.set(self.failed.clone());
         let deadline = ticket.visitor.deadline;
+        // An instance serving requests one at a time works for this client alone, and
+        // is stopped when the client goes away. One serving several at once finishes
+        // the others.
+        if self.reuse.max_concurrent == 1 {
+            *lock(&self.client) = Some(Box::pin(ticket.abandoned.cancelled_owned()));
+        }
         let presence: Presence = self.occupancy.enter(ticket.visitor);
         // The request is the instance's until it is answered or its deadline passes,
         // when this future ends.
@@ -186,7 +202,8 @@ impl WorkerState for Worker {
             Err(error) => {
                 // Before the store goes, so that a body it was streaming ends in an error.
                 self.failed.store(true, Ordering::Release);
-                tracing::warn!(instance_id, "instance retired after a failure: {error:#}");
+                let error = one_line(&format!("{error:#}"));
+                tracing::warn!(instance_id, "instance retired after a failure: {error}");
             }
         }
         drop(store);
@@ -194,13 +211,24 @@ impl WorkerState for Worker {
     }
 }
 
-/// When an instance is dropped: idle for [`ReusePolicy::idle_timeout`], or working on a
-/// request for longer than the request timeout (a guest that computes without end is
+/// When an instance is dropped: idle for [`ReusePolicy::idle_timeout`], serving alone a
+/// request whose client went away, or working on a request for longer than the request timeout (a guest that computes without end is
 /// stopped this way, since the epoch callback makes it yield).
 pub struct Expiry {
     idle_timeout: Duration,
     request_timeout: Duration,
     sleep: Pin<Box<Sleep>>,
+    client: ClientWatch,
+}
+
+/// Ready when the client of the request an instance serves alone has gone away. It is
+/// watched by the instance's expiry, which is polled even while the guest computes.
+type ClientWatch = Arc<Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl WorkerExpiration for Expiry {
@@ -210,6 +238,12 @@ impl WorkerExpiration for Expiry {
         status: WorkerStatus,
         start: StdInstant,
     ) -> Poll<()> {
+        if let Some(client_gone) = lock(&self.client).as_mut()
+            && client_gone.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("the client went away; stopping its instance");
+            return Poll::Ready(());
+        }
         let timeout = match status {
             WorkerStatus::Idle => self.idle_timeout,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,

@@ -4,6 +4,7 @@
 
 mod accept;
 mod bind;
+mod connection;
 mod metrics_endpoint;
 mod role;
 mod shutdown;
@@ -13,18 +14,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use self::accept::{accept_connections, connection_builder};
+use self::accept::Acceptor;
 use self::role::Role;
 use crate::config::{SecondaryRole, ServeConfig};
 use crate::load::app::HostPolicy;
 use crate::load::engine;
 use crate::load::registry::{self, LazyRegistry};
 use crate::observe::metrics::Metrics;
+use crate::observe::summary::RepeatedWarnings;
 use crate::request::admission::Admission;
 use crate::request::handler::{Handler, HandlerSettings};
 use crate::request::service::RequestService;
@@ -42,18 +42,26 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         tracing::warn!("{notice}");
     }
     let metrics = Arc::new(Metrics::new());
+    let warnings = RepeatedWarnings::start(config.log_summary_interval);
+    let acceptor = Acceptor::new(
+        &config.client,
+        &config.connections,
+        metrics.clone(),
+        warnings.clone(),
+    );
     let loader = Arc::new(loader(&config, &metrics)?);
-    let builder = connection_builder(&config.client);
     let taken_up = match config.secondary {
         Some(secondary) => follow_primary(&config, secondary, loader, &metrics).await?,
-        None => Some(lead(&config, loader, &metrics, &builder).await?),
+        None => Some(lead(&config, loader, &metrics, &acceptor).await?),
     };
     // The primary asked this secondary to stop, or went away, before it had a version.
     let Some((active, listener, mut role)) = taken_up else {
         return Ok(());
     };
     let admission = Arc::new(Admission::new(config.admission.clone()));
-    let service = Arc::new(request_service(&config, &active, &admission, &metrics));
+    let service = Arc::new(request_service(
+        &config, &active, &admission, &metrics, &warnings,
+    ));
     let graceful = GracefulShutdown::new();
     let serve_one = move |request, peer| {
         let service = service.clone();
@@ -61,7 +69,12 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     };
     let outcome = tokio::select! {
         stopped = role.stopped() => stopped,
-        never = accept_connections(&listener, &builder, &graceful, serve_one) => match never {},
+        never = acceptor.accept_connections(
+            &listener,
+            &graceful,
+            config.connections.max_connections,
+            serve_one,
+        ) => match never {},
     };
     drop(listener);
     let stopped = drain(graceful, &admission, config.shutdown_timeout, role).await;
@@ -94,7 +107,7 @@ async fn lead(
     config: &ServeConfig,
     loader: Arc<Loader>,
     metrics: &Arc<Metrics>,
-    builder: &auto::Builder<TokioExecutor>,
+    acceptor: &Acceptor,
 ) -> Result<(Arc<ActiveComponent>, TcpListener, Role)> {
     tracing::info!(
         "{} serving process(es), {}",
@@ -117,7 +130,7 @@ async fn lead(
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    let role = Role::lead(config, &active, metrics, builder, secondary_sockets, local).await?;
+    let role = Role::lead(config, &active, metrics, acceptor, secondary_sockets, local).await?;
     Ok((active, listener, role))
 }
 
@@ -163,11 +176,14 @@ fn request_service(
     active: &Arc<ActiveComponent>,
     admission: &Arc<Admission>,
     metrics: &Arc<Metrics>,
+    warnings: &Arc<RepeatedWarnings>,
 ) -> RequestService {
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
+        body_idle_timeout: config.client.body_idle_timeout,
         metrics: metrics.clone(),
+        warnings: warnings.clone(),
     };
     let handler = Handler::new(active.clone(), settings, admission.clone());
     let observer = Observer::new(trace_project(config), config.access_log, metrics.clone());

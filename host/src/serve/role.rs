@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::accept::Acceptor;
 use super::shutdown;
 use super::side::start_side_servers;
 use crate::config::ServeConfig;
@@ -46,7 +45,7 @@ impl Role {
         config: &ServeConfig,
         active: &Arc<ActiveComponent>,
         metrics: &Arc<Metrics>,
-        builder: &auto::Builder<TokioExecutor>,
+        acceptor: &Acceptor,
         secondary_sockets: Vec<OwnedFd>,
         local: SocketAddr,
     ) -> Result<Self> {
@@ -66,7 +65,7 @@ impl Role {
             triggers::spawn_watcher(active.clone(), &config.source)?;
         }
         let followers = secondaries.as_ref().map(Secondaries::followers);
-        let side_servers = start_side_servers(config, active, metrics, followers, builder).await?;
+        let side_servers = start_side_servers(config, active, metrics, followers, acceptor).await?;
         log_listening(config, local);
         Ok(Self::Primary {
             secondaries,

@@ -8,15 +8,13 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::accept::accept_connections;
+use super::accept::Acceptor;
 use super::metrics_endpoint::{self, METRICS_PATH};
-use crate::config::ServeConfig;
+use crate::config::{SIDE_SERVER_MAX_CONNECTIONS, ServeConfig};
 use crate::observe::metrics::Metrics;
 use crate::swap::active::ActiveComponent;
 use crate::swap::admin::{self, Admin};
@@ -29,7 +27,7 @@ pub async fn start_side_servers(
     active: &Arc<ActiveComponent>,
     metrics: &Arc<Metrics>,
     followers: Option<Arc<SecondaryLinks>>,
-    builder: &auto::Builder<TokioExecutor>,
+    acceptor: &Acceptor,
 ) -> Result<Vec<JoinHandle<()>>> {
     let mut side_servers = Vec::new();
     if let Some(admin) = &config.admin {
@@ -42,7 +40,7 @@ pub async fn start_side_servers(
             "the admin endpoint",
             admin::COMPONENT_PATH,
             admin.addr,
-            builder,
+            acceptor,
             service,
         );
         side_servers.push(server.await?);
@@ -54,7 +52,7 @@ pub async fn start_side_servers(
             async move { metrics_endpoint::respond(&metrics, followers.as_deref(), &request).await }
         };
         side_servers
-            .push(start_side_server("metrics", METRICS_PATH, addr, builder, service).await?);
+            .push(start_side_server("metrics", METRICS_PATH, addr, acceptor, service).await?);
     }
     Ok(side_servers)
 }
@@ -65,13 +63,13 @@ async fn start_side_server<S, F, B>(
     name: &'static str,
     path: &str,
     addr: SocketAddr,
-    builder: &auto::Builder<TokioExecutor>,
+    acceptor: &Acceptor,
     service: S,
 ) -> Result<JoinHandle<()>>
 where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind(addr).await.with_context(|| {
@@ -81,9 +79,11 @@ where
         .local_addr()
         .with_context(|| format!("cannot read the bound address of {name}"))?;
     tracing::info!("serving {name} at http://{local}{path}");
-    let builder = builder.clone();
+    let acceptor = acceptor.clone();
     Ok(tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        match accept_connections(&listener, &builder, &graceful, service).await {}
+        let accepting =
+            acceptor.accept_connections(&listener, &graceful, SIDE_SERVER_MAX_CONNECTIONS, service);
+        match accepting.await {}
     }))
 }

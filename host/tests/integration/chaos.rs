@@ -1,6 +1,7 @@
 //! Chaos: ten thousand requests at 64 concurrency mixing good requests with traps,
-//! infinite loops, memory bombs, oversized bodies and slowloris clients. Every good
-//! request must succeed, every bad one must get its own clear status, and the host's
+//! infinite loops, memory bombs, oversized bodies and slowloris clients, under tight
+//! client limits (timeouts of seconds, a cap on connections). Every good request must
+//! succeed, every bad one must get its own clear status, and the host's
 //! memory must come back down afterwards.
 
 use std::collections::BTreeMap;
@@ -141,6 +142,19 @@ async fn chaos(component: &Path, flags: &[&str]) {
         "1MiB",
         "--header-read-timeout",
         "1s",
+        // The client limits, tight: a good request, which never stalls, never meets them.
+        // Two seconds, since a client on this loaded machine may wait a second between
+        // connecting and writing its request.
+        "--first-request-timeout",
+        "2s",
+        "--idle-connection-timeout",
+        "2s",
+        "--body-idle-timeout",
+        "2s",
+        "--response-write-timeout",
+        "2s",
+        "--max-connections",
+        "200",
     ];
     all_flags.extend_from_slice(flags);
     let server = TestServer::start_with(component, &all_flags);

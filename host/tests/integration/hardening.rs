@@ -189,7 +189,7 @@ async fn by_default_a_guest_may_hold_10000_resources() {
 
 /// How long after `started` the server closed a connection on which the client wrote
 /// `sent` and then waited; fails if it was held open for ten seconds.
-async fn closed_after(addr: SocketAddr, sent: &'static [u8]) -> Duration {
+pub async fn closed_after(addr: SocketAddr, sent: &'static [u8]) -> Duration {
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut stream = TcpStream::connect(addr).expect("connect");

@@ -5,15 +5,17 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use crate::metrics::{assert_sample, metrics_url};
 use crate::util::{TestServer, assert_get, client, guests};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Frame types and flags used here.
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
@@ -158,4 +160,80 @@ async fn a_rapid_reset_client_is_sent_away_and_the_host_serves_on() {
     assert_eq!(code, ENHANCE_YOUR_CALM);
 
     assert_get(&server, "/", StatusCode::OK, "Hello, World!").await;
+}
+
+/// Reads frames until the server closes the connection; returns how long that took, or
+/// fails if the connection was still open after ten seconds.
+fn time_until_closed(stream: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    while read_frame(stream).is_some() {}
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "held open for {took:?}");
+    took
+}
+
+#[tokio::test]
+async fn an_http2_connection_with_no_stream_is_closed() {
+    let server = TestServer::start_with(
+        &guests().hello,
+        &[
+            "--first-request-timeout",
+            "1s",
+            "--idle-connection-timeout",
+            "1s",
+        ],
+    );
+    // Settings, and never a stream: closed at the first-request timeout.
+    let (mut settings_only, _) = handshake(&server);
+    time_until_closed(&mut settings_only);
+
+    // A stream answered, and then nothing: closed at the idle timeout.
+    let (mut stream, _) = handshake(&server);
+    let headers = get_root_headers();
+    let request = frame(HEADERS, END_HEADERS | END_STREAM, 1, &headers);
+    stream.write_all(&request).expect("request");
+    std::iter::from_fn(|| read_frame(&mut stream))
+        .find(|frame| frame.kind == DATA && frame.flags & END_STREAM != 0)
+        .expect("the whole response");
+    let idle = time_until_closed(&mut stream);
+    assert!(idle >= Duration::from_millis(800), "closed after {idle:?}");
+    assert_get(&server, "/", StatusCode::OK, "Hello, World!").await;
+}
+
+/// A header block (HPACK) for `POST http://localhost/consume`.
+fn post_consume_headers() -> Vec<u8> {
+    let mut block = vec![0x83, 0x86, 0x04, 8];
+    block.extend_from_slice(b"/consume");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
+    block
+}
+
+#[tokio::test]
+async fn eighty_stalled_uploads_on_one_h2c_connection_free_their_slots() {
+    const STREAMS: u32 = 80;
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &["--body-idle-timeout", "1s", "--metrics-addr", "127.0.0.1:0"],
+    );
+    let metrics = metrics_url(&server);
+    let (mut stream, _) = handshake(&server);
+    // Every stream sends one byte of its body, and then nothing.
+    let mut burst = Vec::new();
+    for stream_id in (0..STREAMS).map(|n| 2 * n + 1) {
+        burst.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            stream_id,
+            &post_consume_headers(),
+        ));
+        burst.extend(frame(DATA, 0, stream_id, b"x"));
+    }
+    stream.write_all(&burst).expect("the uploads");
+    assert_sample(&metrics, "wasi_host_requests_in_flight", f64::from(STREAMS)).await;
+    let started = Instant::now();
+    assert_get(&server, "/build", StatusCode::OK, "v1").await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let series = "wasi_host_requests_total{status_class=\"4xx\"}";
+    assert_sample(&metrics, series, f64::from(STREAMS)).await;
 }

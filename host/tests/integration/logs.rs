@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::util::{
-    Reply, TestServer, assert_get, client, guests, run_host_with_env, send, wait_for,
+    Reply, TestServer, assert_get, client, get, guests, run_host_with_env, send, wait_for,
 };
 
 const PROJECT: &str = "test-project";
@@ -425,5 +425,29 @@ fn json_startup_errors_are_entries_and_bad_formats_are_refused() {
     assert!(
         stderr.contains("[possible values: text, json, auto]"),
         "{stderr}"
+    );
+}
+
+/// A trap's error, wasm backtrace and all, is one line in text mode: continuation lines
+/// would read as entries of their own.
+#[tokio::test]
+async fn a_guest_failure_is_one_line_in_text_mode() {
+    let server = TestServer::start_with(&guests().testbed, &["--log-format", "text"]);
+    assert_eq!(
+        get(&server, "/trap").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let marker = "instance retired after a failure: ";
+    server.assert_logged(marker);
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(marker))
+        .expect("the failure's line");
+    assert!(line.contains("wasm backtrace"), "{log}");
+    assert!(line.contains("wasm trap"), "{log}");
+    assert!(
+        log.lines().all(|line| !line.starts_with(' ')),
+        "a line continues an entry:\n{log}"
     );
 }

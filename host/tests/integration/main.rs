@@ -19,6 +19,7 @@ mod precompile;
 mod registry_auth;
 mod reuse;
 mod serve;
+mod slow_clients;
 mod spin;
 mod startup_errors;
 mod swap;

@@ -152,6 +152,20 @@ pub fn host_binary() -> Command {
 
 /// `command` (the host, or what starts it) in the environment tests run the host in:
 /// without platform variables.
+
+/// The `wasi-host` binary under test, as [`host_binary`], allowed at most `limit` open
+/// files (run by util-linux's `prlimit`).
+pub fn host_binary_with_open_file_limit(limit: u32) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_wasi-host"));
+    in_test_environment(command)
+}
+
+/// `command` (the host, or what starts it) in the environment tests run the host in:
+/// without platform variables.
 pub fn in_test_environment(mut command: Command) -> Command {
     // A backtrace per guest trap only slows the tests down.
     command.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
@@ -183,7 +197,17 @@ impl TestServer {
 
     /// Serves `component` with extra `serve` flags and environment variables.
     pub fn start_with_env(component: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = host_binary();
+        Self::start_by(host_binary(), component, flags, env)
+    }
+
+    /// Serves `component` with `command`, which runs `wasi-host` (see
+    /// [`host_binary`]), with extra `serve` flags and environment variables.
+    pub fn start_by(
+        mut command: Command,
+        component: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         command
             .arg("serve")
             .arg(component)
