@@ -182,7 +182,8 @@ pub struct InstanceArgs {
     pub max_resources: usize,
     /// A variable for the guest's environment, `KEY=VALUE`; repeat the flag for more.
     /// In `WASI_HOST_ENV`, one `KEY=VALUE` per line. Besides these the guest sees only
-    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them.
+    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them, and each
+    /// host variable `WASI_GUEST_NAME` as `NAME` (how secrets reach a guest).
     #[arg(
         long = "env",
         value_name = "KEY=VALUE",
@@ -190,6 +191,23 @@ pub struct InstanceArgs {
         value_delimiter = '\n'
     )]
     pub env: Vec<String>,
+
+    /// A value a component reads through `wasi:config/store`, `KEY=VALUE`; repeat the
+    /// flag for more. In `WASI_HOST_CONFIG`, one `KEY=VALUE` per line. It wins over a
+    /// host variable `WASI_CONFIG_KEY`, which wins over `--config-file`. Not for a Spin
+    /// application, whose components read its variables.
+    #[arg(
+        long = "config",
+        value_name = "KEY=VALUE",
+        env = "WASI_HOST_CONFIG",
+        value_delimiter = '\n'
+    )]
+    pub config: Vec<String>,
+
+    /// A TOML file of `key = "value"` lines (every value a string) a component reads
+    /// through `wasi:config/store`, read at startup.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
 
     /// Requests one instance serves before it is dropped; 1 is a fresh instance per
     /// request. Default: 128 for WASI 0.3 components, 1 for WASI 0.2 ones, as `wasmtime

@@ -15,11 +15,12 @@ use super::cli::{
 use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};
 use crate::load::app::ReuseSettings;
+use crate::load::guest_config::{ENV_PREFIX as CONFIG_PREFIX, GuestConfig};
 use crate::load::imports::UnimplementedImports;
 use crate::load::registry::{PASSWORD_ENV, RegistryConfig, USERNAME_ENV};
 use crate::load::source::AppSource;
 use crate::load::spin::variables::{self, ENV_PREFIX as SPIN_VARIABLE_PREFIX};
-use crate::sandbox::env::GuestEnv;
+use crate::sandbox::env::{GuestEnv, PASSTHROUGH_PREFIX};
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::outbound::{OutboundConfig, OutboundLimits};
 
@@ -62,6 +63,8 @@ pub struct ServeConfig {
     pub health_path: Option<String>,
     /// What every guest finds in its environment.
     pub guest_env: GuestEnv,
+    /// What a single component reads through `wasi:config/store`.
+    pub guest_config: GuestConfig,
     /// The Google Cloud project that log entries name traces in, if known.
     pub trace_project: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
@@ -130,6 +133,9 @@ impl ServeArgs {
         check_side_ports(addr, self.observe.metrics_addr, self.swap.admin_addr)?;
         check_source(&self.component, &self.swap, &self.outbound)?;
         let mut notices = Vec::new();
+        let guest_config = self
+            .instances
+            .guest_config(env, &self.component, &mut notices)?;
         let admission = self.requests.admission(workers)?;
         Ok(ServeConfig {
             addr,
@@ -146,7 +152,12 @@ impl ServeArgs {
             client: self.requests.client()?,
             admission,
             health_path: self.listen.health_path(&mut notices)?,
-            guest_env: GuestEnv::build(&self.instances.env, |name| env.var(name))?,
+            guest_env: GuestEnv::build(
+                &self.instances.env,
+                &env.with_prefix(PASSTHROUGH_PREFIX),
+                |name| env.var(name),
+            )?,
+            guest_config,
             trace_project: env.non_empty(PROJECT_VARIABLE),
             metrics_addr: self.observe.metrics_addr,
             access_log: self.observe.access_log,
@@ -278,6 +289,34 @@ impl InstanceArgs {
             max_concurrency,
             ..InstanceLimits::default()
         })
+    }
+
+    /// The config values of a single component. A Spin application's components read
+    /// its variables: `--config` and `--config-file` are refused there, and
+    /// `WASI_CONFIG_*` variables ignored with a notice.
+    fn guest_config(
+        &self,
+        env: &HostEnv,
+        source: &AppSource,
+        notices: &mut Vec<String>,
+    ) -> Result<GuestConfig> {
+        let prefixed = env.with_prefix(CONFIG_PREFIX);
+        let config = GuestConfig::build(&self.config, &prefixed, self.config_file.clone())?;
+        if !matches!(source, AppSource::Manifest(_)) {
+            return Ok(config);
+        }
+        ensure!(
+            self.config.iter().all(String::is_empty) && self.config_file.is_none(),
+            "--config and --config-file do not apply to a Spin application: its components \
+             read its variables (`[variables]`, set with SPIN_VARIABLE_NAME)"
+        );
+        if !config.is_empty() {
+            notices.push(format!(
+                "{CONFIG_PREFIX}* variables are ignored: a Spin application's components \
+                 read its variables"
+            ));
+        }
+        Ok(GuestConfig::default())
     }
 
     /// How far instances are reused; unset counts follow each component's world.
@@ -582,5 +621,49 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn guest_config_comes_from_flags_the_environment_and_a_file() {
+        let env = HostEnv::fake(
+            &[
+                ("WASI_CONFIG_greeting", "from env"),
+                ("WASI_CONFIG_region", "eu"),
+                ("WASI_GUEST_API_KEY", "s3cret"),
+            ],
+            2,
+        );
+        let flags = ["--config", "greeting=hello", "--config-file", "app.toml"];
+        let config = configure("hello.wasm", &flags, &env).unwrap();
+        assert_eq!(
+            config.guest_config.values,
+            BTreeMap::from([
+                ("greeting".into(), "hello".into()),
+                ("region".into(), "eu".into())
+            ])
+        );
+        assert_eq!(
+            config.guest_config.file.as_deref(),
+            Some(std::path::Path::new("app.toml"))
+        );
+        assert_eq!(
+            config.guest_env.vars(),
+            [("API_KEY".into(), "s3cret".into())]
+        );
+    }
+
+    #[test]
+    fn a_spin_application_reads_its_variables_not_the_config() {
+        let env = HostEnv::fake(&[("WASI_CONFIG_greeting", "hello")], 2);
+        for flags in [&["--config", "a=1"][..], &["--config-file", "app.toml"]] {
+            let error = configure("app/spin.toml", flags, &env).unwrap_err();
+            assert!(
+                format!("{error:#}").contains("do not apply to a Spin application"),
+                "{error:#}"
+            );
+        }
+        let config = configure("app/spin.toml", &[], &env).unwrap();
+        assert!(config.guest_config.is_empty());
+        assert!(config.notices[0].contains("WASI_CONFIG_* variables are ignored"));
     }
 }

@@ -84,6 +84,7 @@ async fn load(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Arc<Active
         reuse: config.reuse.clone(),
         request_timeout: config.request_timeout,
         spin_variables: config.spin_variables.clone(),
+        guest_config: config.guest_config.resolve()?,
         imports: config.imports,
         metrics: metrics.clone(),
     };

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::logs::entry;
 use crate::metrics::{assert_sample, metrics_url};
-use crate::outbound::{UpstreamReply, UPSTREAM_BODY, Upstream, fetch};
+use crate::outbound::{UPSTREAM_BODY, Upstream, UpstreamReply, fetch};
 use crate::swap::{active_version, start_with_admin};
 use crate::util::{TestServer, client, guests};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::examples::spin_python;
-use crate::outbound::{UpstreamReply, UPSTREAM_BODY, Upstream};
+use crate::outbound::{UPSTREAM_BODY, Upstream, UpstreamReply};
 use crate::swap::{TOKEN, put_component, start_with_admin};
 use crate::util::{
     TestServer, assert_hello, client, guests, send, serve_refused, wait_for, workspace,
