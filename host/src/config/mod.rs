@@ -14,5 +14,5 @@ pub use self::cli::{
 };
 pub(crate) use self::environment::HostEnv;
 pub use self::serve::PROJECT_VARIABLE;
-pub(crate) use self::serve::{AdmissionLimits, ClientLimits, ServeConfig};
+pub(crate) use self::serve::{AdmissionLimits, CallerCheckConfig, ClientLimits, ServeConfig};
 pub(crate) use self::workers::SECONDARY_ENV;

@@ -10,7 +10,8 @@ use anyhow::{Result, bail, ensure};
 use bytesize::ByteSize;
 
 use super::cli::{
-    InstanceArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs, ServeArgs, SwapArgs,
+    CallerArgs, InstanceArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs, ServeArgs,
+    SwapArgs,
 };
 use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};
@@ -22,7 +23,9 @@ use crate::load::source::AppSource;
 use crate::load::spin::variables::{self, ENV_PREFIX as SPIN_VARIABLE_PREFIX};
 use crate::sandbox::env::{GuestEnv, PASSTHROUGH_PREFIX};
 use crate::sandbox::limits::InstanceLimits;
-use crate::sandbox::outbound::{OutboundConfig, OutboundLimits};
+use crate::sandbox::outbound::{
+    DEFAULT_METADATA_HOST, METADATA_HOST_ENV, OutboundConfig, OutboundLimits,
+};
 
 /// Where the Google Cloud project id is found (Cloud Run does not set it; the deployment
 /// does). Log entries name their trace as `projects/PROJECT/traces/TRACE` with it.
@@ -61,6 +64,8 @@ pub struct ServeConfig {
     pub client: ClientLimits,
     /// The probe path; `None` when turned off.
     pub health_path: Option<String>,
+    /// The caller check of `--require-id-token`, if on.
+    pub caller_check: Option<CallerCheckConfig>,
     /// What every guest finds in its environment.
     pub guest_env: GuestEnv,
     /// What a single component reads through `wasi:config/store`.
@@ -103,6 +108,17 @@ pub struct ClientLimits {
     pub max_header_size: usize,
     /// Longest a client may take to send its request headers.
     pub header_read_timeout: Duration,
+}
+
+/// Which callers' ID tokens let a request through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerCheckConfig {
+    /// The `aud` a token must carry.
+    pub audience: String,
+    /// Emails of the service accounts that may call; empty lets any account call.
+    pub allowed_accounts: Vec<String>,
+    /// Where the signing keys are fetched.
+    pub jwks_url: http::Uri,
 }
 
 /// The settings of the admin endpoint.
@@ -152,6 +168,7 @@ impl ServeArgs {
             client: self.requests.client()?,
             admission,
             health_path: self.listen.health_path(&mut notices)?,
+            caller_check: self.callers.check()?,
             guest_env: GuestEnv::build(
                 &self.instances.env,
                 &env.with_prefix(PASSTHROUGH_PREFIX),
@@ -161,7 +178,7 @@ impl ServeArgs {
             trace_project: env.non_empty(PROJECT_VARIABLE),
             metrics_addr: self.observe.metrics_addr,
             access_log: self.observe.access_log,
-            outbound: self.outbound.config()?,
+            outbound: self.outbound.config(env)?,
             watch: self.swap.watch,
             registry: self.registry.config(env)?,
             admin: self.swap.admin(env)?,
@@ -330,8 +347,32 @@ impl InstanceArgs {
     }
 }
 
+impl CallerArgs {
+    /// The caller check, when `--require-id-token` asks for it.
+    fn check(&self) -> Result<Option<CallerCheckConfig>> {
+        let Some(audience) = self.require_id_token.clone().filter(|a| !a.is_empty()) else {
+            ensure!(
+                self.allowed_service_account.is_empty(),
+                "--allowed-service-account needs --require-id-token"
+            );
+            return Ok(None);
+        };
+        let url = &self.id_token_jwks_url;
+        ensure!(
+            matches!(url.scheme_str(), Some("http" | "https")) && url.authority().is_some(),
+            "--id-token-jwks-url `{url}` must be an http or https URL"
+        );
+        Ok(Some(CallerCheckConfig {
+            audience,
+            allowed_accounts: self.allowed_service_account.clone(),
+            jwks_url: url.clone(),
+        }))
+    }
+}
+
 impl OutboundArgs {
-    fn config(&self) -> Result<OutboundConfig> {
+    /// The outbound rules, the metadata server's address from `env`.
+    fn config(&self, env: &HostEnv) -> Result<OutboundConfig> {
         for (timeout, flag) in [
             (self.outbound_connect_timeout, "--outbound-connect-timeout"),
             (
@@ -351,6 +392,10 @@ impl OutboundArgs {
                 total_timeout: self.outbound_total_timeout,
                 max_response_body: self.outbound_max_response_body.as_u64(),
             },
+            id_tokens: self.outbound_id_token.clone(),
+            metadata_host: env
+                .non_empty(METADATA_HOST_ENV)
+                .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
         })
     }
 }
@@ -665,5 +710,43 @@ mod tests {
         let config = configure("app/spin.toml", &[], &env).unwrap();
         assert!(config.guest_config.is_empty());
         assert!(config.notices[0].contains("WASI_CONFIG_* variables are ignored"));
+    }
+
+    #[test]
+    fn id_tokens_come_from_the_metadata_server_the_environment_names() {
+        let flags = ["--outbound-id-token", "https://svc-x.a.run.app"];
+        let outbound = serve(&flags).unwrap().outbound;
+        assert_eq!(outbound.metadata_host, "metadata.google.internal");
+        assert_eq!(outbound.id_tokens[0].to_string(), "https://svc-x.a.run.app");
+        let env = HostEnv::fake(&[("GCE_METADATA_HOST", "127.0.0.1:8099")], 2);
+        let moved = configure("hello.wasm", &flags, &env).unwrap().outbound;
+        assert_eq!(moved.metadata_host, "127.0.0.1:8099");
+        assert!(refused(&["--outbound-id-token", "https://svc/path"]).contains("no path"));
+    }
+
+    #[test]
+    fn the_caller_check_needs_an_audience() {
+        assert_eq!(serve(&[]).unwrap().caller_check, None);
+        let check = serve(&[
+            "--require-id-token",
+            "https://svc.example",
+            "--allowed-service-account",
+            "a@p.iam.gserviceaccount.com,b@p.iam.gserviceaccount.com",
+        ])
+        .unwrap()
+        .caller_check
+        .unwrap();
+        assert_eq!(check.audience, "https://svc.example");
+        assert_eq!(check.allowed_accounts.len(), 2);
+        assert_eq!(
+            check.jwks_url.to_string(),
+            "https://www.googleapis.com/oauth2/v3/certs"
+        );
+        assert!(
+            refused(&["--allowed-service-account", "a@p.iam.gserviceaccount.com"])
+                .contains("needs --require-id-token")
+        );
+        let bad = ["--require-id-token", "x", "--id-token-jwks-url", "/certs"];
+        assert!(refused(&bad).contains("must be an http or https URL"));
     }
 }

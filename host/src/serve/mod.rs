@@ -23,6 +23,7 @@ use crate::load::engine;
 use crate::load::registry::LazyRegistry;
 use crate::observe::metrics::Metrics;
 use crate::request::admission::Admission;
+use crate::request::caller_token::CallerCheck;
 use crate::request::handler::{Handler, HandlerSettings};
 use crate::request::service::RequestService;
 use crate::request::span::Observer;
@@ -39,7 +40,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let active = load(&config, &metrics).await?;
     let admission = Arc::new(Admission::new(config.admission.clone()));
-    let service = Arc::new(request_service(&config, &active, &admission, &metrics));
+    let service = Arc::new(request_service(&config, &active, &admission, &metrics)?);
     let builder = connection_builder(&config.client);
     let (listener, secondary_listeners) = match config.secondary {
         Some(_) => (crate::workers::inherited_listener()?, Vec::new()),
@@ -109,7 +110,7 @@ fn request_service(
     active: &Arc<ActiveComponent>,
     admission: &Arc<Admission>,
     metrics: &Arc<Metrics>,
-) -> RequestService {
+) -> Result<RequestService> {
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
@@ -123,7 +124,17 @@ fn request_service(
     );
     // The component is loaded before the port is bound, so once the probe path answers
     // the instance is ready for traffic.
-    RequestService::new(handler, observer, config.health_path.as_deref())
+    let caller_check = config
+        .caller_check
+        .clone()
+        .map(CallerCheck::new)
+        .transpose()?;
+    Ok(RequestService::new(
+        handler,
+        observer,
+        config.health_path.as_deref(),
+        caller_check,
+    ))
 }
 
 /// Lets the requests in flight finish, up to `timeout`, while the role's other

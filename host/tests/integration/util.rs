@@ -131,13 +131,14 @@ pub fn run_build(command: &mut Command, what: &str) {
 }
 
 /// Host variables that change what `wasi-host` does; tests set them explicitly.
-const PLATFORM_VARIABLES: [&str; 6] = [
+const PLATFORM_VARIABLES: [&str; 7] = [
     "K_SERVICE",
     "K_REVISION",
     "K_CONFIGURATION",
     "GOOGLE_CLOUD_PROJECT",
     "WASI_HOST_LOG_FORMAT",
     "WASI_HOST_ENV",
+    "GCE_METADATA_HOST",
 ];
 
 /// The `wasi-host` binary under test, in an environment without platform variables.
