@@ -57,3 +57,30 @@ main() {
   build "$output.partial"
   mv "$output.partial" "$output"
 }
+
+# For a Rust example: the workspace crate named like the example's folder, built with
+# plain cargo for wasm32-wasip2 into its own target directory under target/examples/.
+# A script sets BUILD_INPUTS (adding what else the crate reads), then calls
+# `rust_example "$@"`.
+RUST_TARGET=wasm32-wasip2
+
+install_rust_tools() {
+  require cargo "Rust (rustup)"
+  rustup target list --installed | grep -qx "$RUST_TARGET" && return
+  log "adding the $RUST_TARGET target"
+  rustup target add "$RUST_TARGET"
+}
+
+build_rust_crate() {
+  local cargo_target=$EXAMPLES_TARGET/$EXAMPLE
+  cargo build --quiet --release --locked --manifest-path "$ROOT_DIR/Cargo.toml" \
+    --package "$EXAMPLE" --target "$RUST_TARGET" --target-dir "$cargo_target"
+  cp "$cargo_target/$RUST_TARGET/release/${EXAMPLE//-/_}.wasm" "$1"
+}
+
+rust_example() {
+  install_tools() { install_rust_tools; }
+  build() { build_rust_crate "$1"; }
+  BUILD_INPUTS+=("$EXAMPLE_DIR/src" "$EXAMPLE_DIR/Cargo.toml" "$ROOT_DIR/Cargo.lock")
+  main "$@"
+}

@@ -14,21 +14,5 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib.sh
 source "$(dirname "$0")/../lib.sh"
 
-TARGET=wasm32-wasip2
-CARGO_TARGET=$EXAMPLES_TARGET/rust-p3-hello
-BUILD_INPUTS=("$EXAMPLE_DIR/src" "$EXAMPLE_DIR/Cargo.toml" "$ROOT_DIR/Cargo.lock" "$ROOT_DIR/wit/p3")
-
-install_tools() {
-  require cargo "Rust (rustup)"
-  rustup target list --installed | grep -qx "$TARGET" && return
-  log "adding the $TARGET target"
-  rustup target add "$TARGET"
-}
-
-build() {
-  cargo build --quiet --release --locked --manifest-path "$ROOT_DIR/Cargo.toml" \
-    --package rust-p3-hello --target "$TARGET" --target-dir "$CARGO_TARGET"
-  cp "$CARGO_TARGET/$TARGET/release/rust_p3_hello.wasm" "$1"
-}
-
-main "$@"
+BUILD_INPUTS=("$ROOT_DIR/wit/p3")
+rust_example "$@"

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use super::workers::WorkerCount;
 use crate::load::source::AppSource;
 use crate::observe::telemetry::LogFormat;
-use crate::sandbox::outbound::{OutboundPattern, ResolveOverride};
+use crate::sandbox::outbound::{IdTokenAudience, OutboundPattern, ResolveOverride};
 
 /// Port used when neither `--addr` nor `$PORT` is given (Cloud Run's default too).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -45,6 +45,9 @@ pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: &str = "1s";
 
 /// Default limit on one registry call, body included.
 pub const DEFAULT_REGISTRY_TIMEOUT: &str = "120s";
+
+/// Where Google publishes the keys that sign its ID tokens (a JWKS).
+pub const DEFAULT_ID_TOKEN_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 
 /// Default largest outbound response body.
 pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
@@ -135,6 +138,9 @@ pub struct ServeArgs {
 
     #[command(flatten, next_help_heading = "Guest instances")]
     pub(super) instances: InstanceArgs,
+
+    #[command(flatten, next_help_heading = "Callers")]
+    pub(super) callers: CallerArgs,
 
     #[command(flatten, next_help_heading = "Outbound requests")]
     pub(super) outbound: OutboundArgs,
@@ -238,7 +244,8 @@ pub struct InstanceArgs {
     pub max_resources: usize,
     /// A variable for the guest's environment, `KEY=VALUE`; repeat the flag for more.
     /// In `WASI_HOST_ENV`, one `KEY=VALUE` per line. Besides these the guest sees only
-    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them.
+    /// `K_SERVICE`, `K_REVISION` and `K_CONFIGURATION`, when the host has them, and each
+    /// host variable `WASI_GUEST_NAME` as `NAME` (how secrets reach a guest).
     #[arg(
         long = "env",
         value_name = "KEY=VALUE",
@@ -246,6 +253,23 @@ pub struct InstanceArgs {
         value_delimiter = '\n'
     )]
     pub env: Vec<String>,
+
+    /// A value a component reads through `wasi:config/store`, `KEY=VALUE`; repeat the
+    /// flag for more. In `WASI_HOST_CONFIG`, one `KEY=VALUE` per line. It wins over a
+    /// host variable `WASI_CONFIG_KEY`, which wins over `--config-file`. Not for a Spin
+    /// application, whose components read its variables.
+    #[arg(
+        long = "config",
+        value_name = "KEY=VALUE",
+        env = "WASI_HOST_CONFIG",
+        value_delimiter = '\n'
+    )]
+    pub config: Vec<String>,
+
+    /// A TOML file of `key = "value"` lines (every value a string) a component reads
+    /// through `wasi:config/store`, read at startup.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
 
     /// Requests one instance serves before it is dropped; 1 is a fresh instance per
     /// request. Default: 128 for WASI 0.3 components, 1 for WASI 0.2 ones, as `wasmtime
@@ -267,6 +291,30 @@ pub struct InstanceArgs {
     /// candidates) instead of loading it with those imports failing when called.
     #[arg(long, env = "WASI_HOST_STRICT_IMPORTS")]
     pub strict_imports: bool,
+}
+
+/// Who may call the guest, where no platform checks callers (GKE, a VM).
+#[derive(Debug, Args)]
+pub struct CallerArgs {
+    /// Lets a request reach the guest only with `Authorization: Bearer` and a
+    /// Google-signed OIDC ID token for AUDIENCE (issued by accounts.google.com, not
+    /// expired, signed by a key from `--id-token-jwks-url`); others get `401`. The health
+    /// path never needs one. Cloud Run checks tokens itself for a private service.
+    #[arg(long, value_name = "AUDIENCE", env = "WASI_HOST_REQUIRE_ID_TOKEN")]
+    pub require_id_token: Option<String>,
+    /// With `--require-id-token`, only tokens of this service account (its email,
+    /// verified) pass. Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long,
+        value_name = "EMAIL",
+        env = "WASI_HOST_ALLOWED_SERVICE_ACCOUNT",
+        value_delimiter = ','
+    )]
+    pub allowed_service_account: Vec<String>,
+    /// Where the keys that sign ID tokens are fetched (a JWKS), for `--require-id-token`;
+    /// they are kept for an hour, and fetched again sooner for an unknown key.
+    #[arg(long, value_name = "URL", env = "WASI_HOST_ID_TOKEN_JWKS_URL", default_value = DEFAULT_ID_TOKEN_JWKS_URL)]
+    pub id_token_jwks_url: http::Uri,
 }
 
 /// What guests may reach, and how long they may wait for it.
@@ -310,6 +358,19 @@ pub struct OutboundArgs {
     /// Largest outbound response body a guest may read; past it the body fails.
     #[arg(long, env = "WASI_HOST_OUTBOUND_MAX_RESPONSE_BODY", default_value = DEFAULT_OUTBOUND_MAX_RESPONSE_BODY)]
     pub outbound_max_response_body: ByteSize,
+    /// Adds a Google ID token for ORIGIN (e.g. `https://svc-x.a.run.app`, the audience)
+    /// to guests' requests to exactly that origin, unless the guest sets its own
+    /// `Authorization`. The host fetches it from the metadata server (`$GCE_METADATA_HOST`
+    /// moves it) and keeps it until shortly before it expires; guests never reach the
+    /// metadata server. The origin must also be allowed by `--allow-outbound`.
+    /// Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        env = "WASI_HOST_OUTBOUND_ID_TOKEN",
+        value_delimiter = ','
+    )]
+    pub outbound_id_token: Vec<IdTokenAudience>,
 }
 
 /// How a new version replaces the one serving.

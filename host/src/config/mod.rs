@@ -16,6 +16,7 @@ pub use self::cli::{
 pub(crate) use self::environment::HostEnv;
 pub use self::serve::PROJECT_VARIABLE;
 pub(crate) use self::serve::{
-    AdmissionLimits, ClientLimits, ConnectionLimits, SIDE_SERVER_MAX_CONNECTIONS, ServeConfig,
+    AdmissionLimits, CallerCheckConfig, ClientLimits, ConnectionLimits,
+    SIDE_SERVER_MAX_CONNECTIONS, ServeConfig,
 };
 pub(crate) use self::workers::{SECONDARY_ENV, SecondaryRole};

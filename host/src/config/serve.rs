@@ -10,11 +10,13 @@ use anyhow::{Result, bail, ensure};
 use bytesize::ByteSize;
 
 use super::cli::{
-    InstanceArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs, ServeArgs, SwapArgs,
+    CallerArgs, InstanceArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs, ServeArgs,
+    SwapArgs,
 };
 use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};
 use crate::load::app::ReuseSettings;
+use crate::load::guest_config::{ENV_PREFIX as CONFIG_PREFIX, GuestConfig};
 use crate::load::imports::UnimplementedImports;
 use crate::load::registry::{
     Credentials, DEFAULT_METADATA_HOST, HOST_ENV, Login, METADATA_HOST_ENV, PASSWORD_ENV,
@@ -22,7 +24,7 @@ use crate::load::registry::{
 };
 use crate::load::source::AppSource;
 use crate::load::spin::variables::{self, ENV_PREFIX as SPIN_VARIABLE_PREFIX};
-use crate::sandbox::env::GuestEnv;
+use crate::sandbox::env::{GuestEnv, PASSTHROUGH_PREFIX};
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::outbound::{OutboundConfig, OutboundLimits};
 
@@ -78,8 +80,12 @@ pub struct ServeConfig {
     pub log_summary_interval: Duration,
     /// The probe path; `None` when turned off.
     pub health_path: Option<String>,
+    /// The caller check of `--require-id-token`, if on.
+    pub caller_check: Option<CallerCheckConfig>,
     /// What every guest finds in its environment.
     pub guest_env: GuestEnv,
+    /// What a single component reads through `wasi:config/store`.
+    pub guest_config: GuestConfig,
     /// The Google Cloud project that log entries name traces in, if known.
     pub trace_project: Option<String>,
     /// The metadata server to ask for the project id, when it is not known and the host
@@ -140,6 +146,17 @@ pub struct ConnectionLimits {
     pub max_connections: u32,
 }
 
+/// Which callers' ID tokens let a request through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerCheckConfig {
+    /// The `aud` a token must carry.
+    pub audience: String,
+    /// Emails of the service accounts that may call; empty lets any account call.
+    pub allowed_accounts: Vec<String>,
+    /// Where the signing keys are fetched.
+    pub jwks_url: http::Uri,
+}
+
 /// The settings of the admin endpoint.
 #[derive(Clone)]
 pub struct AdminConfig {
@@ -168,6 +185,9 @@ impl ServeArgs {
         check_side_ports(addr, self.observe.metrics_addr, self.swap.admin_addr)?;
         check_source(&self.component, &self.swap, &self.outbound)?;
         let mut notices = Vec::new();
+        let guest_config = self
+            .instances
+            .guest_config(env, &self.component, &mut notices)?;
         let admission = self.requests.admission(workers)?;
         Ok(ServeConfig {
             addr,
@@ -188,12 +208,18 @@ impl ServeArgs {
             log_summary_interval: self.observe.log_summary_interval,
             admission,
             health_path: self.listen.health_path(&mut notices)?,
-            guest_env: GuestEnv::build(&self.instances.env, |name| env.var(name))?,
+            caller_check: self.callers.check()?,
+            guest_env: GuestEnv::build(
+                &self.instances.env,
+                &env.with_prefix(PASSTHROUGH_PREFIX),
+                |name| env.var(name),
+            )?,
+            guest_config,
             trace_project: env.non_empty(PROJECT_VARIABLE),
             project_from_metadata: project_from_metadata(env),
             metrics_addr: self.observe.metrics_addr,
             access_log: self.observe.access_log,
-            outbound: self.outbound.config()?,
+            outbound: self.outbound.config(env)?,
             watch: self.swap.watch,
             registry: self.registry.config(env)?,
             admin: self.swap.admin(env)?,
@@ -373,6 +399,34 @@ impl InstanceArgs {
         })
     }
 
+    /// The config values of a single component. A Spin application's components read
+    /// its variables: `--config` and `--config-file` are refused there, and
+    /// `WASI_CONFIG_*` variables ignored with a notice.
+    fn guest_config(
+        &self,
+        env: &HostEnv,
+        source: &AppSource,
+        notices: &mut Vec<String>,
+    ) -> Result<GuestConfig> {
+        let prefixed = env.with_prefix(CONFIG_PREFIX);
+        let config = GuestConfig::build(&self.config, &prefixed, self.config_file.clone())?;
+        if !matches!(source, AppSource::Manifest(_)) {
+            return Ok(config);
+        }
+        ensure!(
+            self.config.iter().all(String::is_empty) && self.config_file.is_none(),
+            "--config and --config-file do not apply to a Spin application: its components \
+             read its variables (`[variables]`, set with SPIN_VARIABLE_NAME)"
+        );
+        if !config.is_empty() {
+            notices.push(format!(
+                "{CONFIG_PREFIX}* variables are ignored: a Spin application's components \
+                 read its variables"
+            ));
+        }
+        Ok(GuestConfig::default())
+    }
+
     /// How far instances are reused; unset counts follow each component's world.
     fn reuse(&self) -> ReuseSettings {
         let count = |flag: Option<u32>| flag.map(|count| count as usize);
@@ -384,8 +438,32 @@ impl InstanceArgs {
     }
 }
 
+impl CallerArgs {
+    /// The caller check, when `--require-id-token` asks for it.
+    fn check(&self) -> Result<Option<CallerCheckConfig>> {
+        let Some(audience) = self.require_id_token.clone().filter(|a| !a.is_empty()) else {
+            ensure!(
+                self.allowed_service_account.is_empty(),
+                "--allowed-service-account needs --require-id-token"
+            );
+            return Ok(None);
+        };
+        let url = &self.id_token_jwks_url;
+        ensure!(
+            matches!(url.scheme_str(), Some("http" | "https")) && url.authority().is_some(),
+            "--id-token-jwks-url `{url}` must be an http or https URL"
+        );
+        Ok(Some(CallerCheckConfig {
+            audience,
+            allowed_accounts: self.allowed_service_account.clone(),
+            jwks_url: url.clone(),
+        }))
+    }
+}
+
 impl OutboundArgs {
-    fn config(&self) -> Result<OutboundConfig> {
+    /// The outbound rules, the metadata server's address from `env`.
+    fn config(&self, env: &HostEnv) -> Result<OutboundConfig> {
         for (timeout, flag) in [
             (self.outbound_connect_timeout, "--outbound-connect-timeout"),
             (
@@ -405,6 +483,10 @@ impl OutboundArgs {
                 total_timeout: self.outbound_total_timeout,
                 max_response_body: self.outbound_max_response_body.as_u64(),
             },
+            id_tokens: self.outbound_id_token.clone(),
+            metadata_host: env
+                .non_empty(METADATA_HOST_ENV)
+                .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
         })
     }
 }
@@ -808,5 +890,87 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn guest_config_comes_from_flags_the_environment_and_a_file() {
+        let env = HostEnv::fake(
+            &[
+                ("WASI_CONFIG_greeting", "from env"),
+                ("WASI_CONFIG_region", "eu"),
+                ("WASI_GUEST_API_KEY", "s3cret"),
+            ],
+            2,
+        );
+        let flags = ["--config", "greeting=hello", "--config-file", "app.toml"];
+        let config = configure("hello.wasm", &flags, &env).unwrap();
+        assert_eq!(
+            config.guest_config.values,
+            BTreeMap::from([
+                ("greeting".into(), "hello".into()),
+                ("region".into(), "eu".into())
+            ])
+        );
+        assert_eq!(
+            config.guest_config.file.as_deref(),
+            Some(std::path::Path::new("app.toml"))
+        );
+        assert_eq!(
+            config.guest_env.vars(),
+            [("API_KEY".into(), "s3cret".into())]
+        );
+    }
+
+    #[test]
+    fn a_spin_application_reads_its_variables_not_the_config() {
+        let env = HostEnv::fake(&[("WASI_CONFIG_greeting", "hello")], 2);
+        for flags in [&["--config", "a=1"][..], &["--config-file", "app.toml"]] {
+            let error = configure("app/spin.toml", flags, &env).unwrap_err();
+            assert!(
+                format!("{error:#}").contains("do not apply to a Spin application"),
+                "{error:#}"
+            );
+        }
+        let config = configure("app/spin.toml", &[], &env).unwrap();
+        assert!(config.guest_config.is_empty());
+        assert!(config.notices[0].contains("WASI_CONFIG_* variables are ignored"));
+    }
+
+    #[test]
+    fn id_tokens_come_from_the_metadata_server_the_environment_names() {
+        let flags = ["--outbound-id-token", "https://svc-x.a.run.app"];
+        let outbound = serve(&flags).unwrap().outbound;
+        assert_eq!(outbound.metadata_host, "169.254.169.254");
+        assert_eq!(outbound.id_tokens[0].to_string(), "https://svc-x.a.run.app");
+        let env = HostEnv::fake(&[("GCE_METADATA_HOST", "127.0.0.1:8099")], 2);
+        let moved = configure("hello.wasm", &flags, &env).unwrap().outbound;
+        assert_eq!(moved.metadata_host, "127.0.0.1:8099");
+        assert!(refused(&["--outbound-id-token", "https://svc/path"]).contains("no path"));
+    }
+
+    #[test]
+    fn the_caller_check_needs_an_audience() {
+        assert_eq!(serve(&[]).unwrap().caller_check, None);
+        let check = serve(&[
+            "--require-id-token",
+            "https://svc.example",
+            "--allowed-service-account",
+            "a@p.iam.gserviceaccount.com,b@p.iam.gserviceaccount.com",
+        ])
+        .unwrap()
+        .caller_check
+        .unwrap();
+        assert_eq!(check.audience, "https://svc.example");
+        assert_eq!(check.allowed_accounts.len(), 2);
+        assert_eq!(
+            check.jwks_url.to_string(),
+            "https://www.googleapis.com/oauth2/v3/certs"
+        );
+        assert!(
+            refused(&["--allowed-service-account", "a@p.iam.gserviceaccount.com"])
+                .contains("needs --require-id-token")
+        );
+        let bad = ["--require-id-token", "x", "--id-token-jwks-url", "/certs"];
+        assert!(refused(&bad).contains("must be an http or https URL"));
     }
 }

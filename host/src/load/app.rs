@@ -49,6 +49,8 @@ pub struct HostPolicy {
     pub request_timeout: Duration,
     /// A Spin application's variables set in the environment, by lower-case name.
     pub spin_variables: BTreeMap<String, String>,
+    /// What a single component reads through `wasi:config/store`.
+    pub guest_config: Variables,
     pub imports: UnimplementedImports,
     pub metrics: Arc<Metrics>,
 }
@@ -225,8 +227,8 @@ impl AppBytes {
     }
 }
 
-/// A single component, served for every path with the host's environment and the
-/// outbound pool shared across versions.
+/// A single component, served for every path with the host's environment and config
+/// values, and the outbound pool shared across versions.
 fn load_single(
     bytes: ComponentBytes,
     engine: &Engine,
@@ -239,7 +241,7 @@ fn load_single(
         env: policy.guest_env.clone(),
         files: None,
         outbound: policy.shared_outbound.clone(),
-        variables: Variables::default(),
+        variables: policy.guest_config.clone(),
         limits: policy.instance.clone(),
     };
     let component = app_component(origin.clone(), &loaded, recipe, engine, policy);

@@ -15,6 +15,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, ResourceType, Type, Val};
 
 use crate::sandbox::store::InstanceState;
+use crate::sandbox::variables::CONFIG_STORE_VERSIONS;
 
 /// WASI packages the host's linker provides, at any 0.2 or 0.3 release.
 const WASI_PROVIDED: [&str; 7] = [
@@ -28,10 +29,11 @@ const WASI_PROVIDED: [&str; 7] = [
 ];
 
 /// Interfaces the host implements beyond WASI (see `sandbox::variables`).
-const HOST_PROVIDED: [&str; 3] = [
+const HOST_PROVIDED: [&str; 4] = [
     "spin:variables/variables@3.0.0",
     "fermyon:spin/variables@2.0.0",
-    "wasi:config/store@0.2.0-draft-2024-09-27",
+    CONFIG_STORE_VERSIONS[0],
+    CONFIG_STORE_VERSIONS[1],
 ];
 
 /// Packages whose unimplemented interfaces are stubbed rather than refused.
@@ -189,6 +191,7 @@ mod tests {
             "wasi:clocks/monotonic-clock@0.3.0",
             "spin:variables/variables@3.0.0",
             "wasi:config/store@0.2.0-draft-2024-09-27",
+            "wasi:config/store@0.2.0-rc.1",
         ] {
             assert!(is_provided(provided), "{provided}");
         }
@@ -198,7 +201,7 @@ mod tests {
             "wasi:keyvalue/store@0.2.0-draft2",
             "spin:key-value/key-value@3.0.0",
             "fermyon:spin/sqlite@2.0.0",
-            "wasi:config/store@0.2.0-rc.1",
+            "wasi:config/store@0.3.0",
             "acme:widgets/api@1.0.0",
         ] {
             assert!(!is_provided(missing), "{missing}");

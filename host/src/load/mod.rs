@@ -5,6 +5,7 @@
 pub mod app;
 pub mod component;
 pub mod engine;
+pub mod guest_config;
 pub mod imports;
 pub mod registry;
 pub mod source;

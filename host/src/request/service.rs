@@ -1,5 +1,6 @@
 //! What the serving port answers: the probe path, from the host itself, and every other
-//! request through the handler, inside its span, with its access-log entry and metrics.
+//! request through the caller check (when on) and the handler, inside its span, with
+//! its access-log entry and metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use super::caller_token::CallerCheck;
 use super::handler::Handler;
 use super::span::{ObservedBody, Observer};
 use crate::http::response::plain_response;
@@ -18,15 +20,24 @@ pub struct RequestService {
     observer: Observer,
     /// Answered `200` by the host, never seen by a guest, never logged or counted.
     health_path: Option<Arc<str>>,
+    /// Refuses callers without a valid ID token, before any guest runs.
+    caller_check: Option<CallerCheck>,
 }
 
 impl RequestService {
-    /// A service running requests through `handler`, observed by `observer`.
-    pub fn new(handler: Handler, observer: Observer, health_path: Option<&str>) -> Self {
+    /// A service running requests through `handler`, observed by `observer`, once
+    /// `caller_check` (if any) lets them through.
+    pub fn new(
+        handler: Handler,
+        observer: Observer,
+        health_path: Option<&str>,
+        caller_check: Option<CallerCheck>,
+    ) -> Self {
         Self {
             handler,
             observer,
             health_path: health_path.map(Arc::from),
+            caller_check,
         }
     }
 
@@ -40,6 +51,14 @@ impl RequestService {
             return ObservedBody::unobserved_response(plain_response(StatusCode::OK, "ok"));
         }
         let exchange = self.observer.begin(&request, peer);
+        if let Some(check) = &self.caller_check
+            && let Some(refusal) = check
+                .refusal(request.headers())
+                .instrument(exchange.span())
+                .await
+        {
+            return exchange.finish(refusal);
+        }
         let response = self
             .handler
             .handle(request)

@@ -1,8 +1,10 @@
 //! The values a component reads by name through Spin's variables interfaces
-//! (`spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0`) and through the
-//! config store Spin's SDKs import (`wasi:config/store@0.2.0-draft-2024-09-27`). They
-//! are resolved when the version loads (a Spin manifest's variables, with values from
-//! the environment), so a guest reads a fixed map and never the host's environment.
+//! (`spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0`) and through
+//! `wasi:config/store`, in both versions guests import: the draft Spin's SDKs import
+//! and the release candidate wasmtime's own implementation (`wasmtime-wasi-config`)
+//! provides. They are resolved when the version loads (a Spin manifest's variables, or
+//! a plain component's config values), so a guest reads a fixed map and never the
+//! host's environment.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,8 +30,14 @@ pub enum VariableError {
     Other(String),
 }
 
-/// The error of `wasi:config/store@0.2.0-draft-2024-09-27`; never returned: the values
-/// are in memory.
+/// The versions of `wasi:config/store` the host provides; their functions and error
+/// type are the same.
+pub const CONFIG_STORE_VERSIONS: [&str; 2] = [
+    "wasi:config/store@0.2.0-draft-2024-09-27",
+    "wasi:config/store@0.2.0-rc.1",
+];
+
+/// The error of `wasi:config/store`; never returned: the values are in memory.
 #[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lift, Lower)]
 #[component(variant)]
 pub enum ConfigError {
@@ -95,14 +103,17 @@ pub fn add_to_linker<T: WithVariables>(linker: &mut Linker<T>) -> Result<()> {
             Ok((store.data().variables().get(&name),))
         },
     )?;
-    let mut config = linker.instance("wasi:config/store@0.2.0-draft-2024-09-27")?;
-    config.func_wrap("get", |store: StoreContextMut<'_, T>, (key,): (String,)| {
-        let value = store.data().variables().0.get(&key).cloned();
-        Ok((Ok::<_, ConfigError>(value),))
-    })?;
-    config.func_wrap("get-all", |store: StoreContextMut<'_, T>, (): ()| {
-        Ok((Ok::<_, ConfigError>(store.data().variables().all()),))
-    })?;
+    for interface in CONFIG_STORE_VERSIONS {
+        let mut config = linker.instance(interface)?;
+        // An unknown key is `none`, never an error.
+        config.func_wrap("get", |store: StoreContextMut<'_, T>, (key,): (String,)| {
+            let value = store.data().variables().0.get(&key).cloned();
+            Ok((Ok::<_, ConfigError>(value),))
+        })?;
+        config.func_wrap("get-all", |store: StoreContextMut<'_, T>, (): ()| {
+            Ok((Ok::<_, ConfigError>(store.data().variables().all()),))
+        })?;
+    }
     Ok(())
 }
 

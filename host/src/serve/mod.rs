@@ -26,6 +26,7 @@ use crate::load::registry::{self, LazyRegistry};
 use crate::observe::metrics::Metrics;
 use crate::observe::summary::RepeatedWarnings;
 use crate::request::admission::Admission;
+use crate::request::caller_token::CallerCheck;
 use crate::request::handler::{Handler, HandlerSettings};
 use crate::request::service::RequestService;
 use crate::request::span::Observer;
@@ -61,7 +62,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let service = Arc::new(request_service(
         &config, &active, &admission, &metrics, &warnings,
-    ));
+    )?);
     let graceful = GracefulShutdown::new();
     let serve_one = move |request, peer| {
         let service = service.clone();
@@ -94,6 +95,7 @@ fn loader(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Loader> {
         reuse: config.reuse.clone(),
         request_timeout: config.request_timeout,
         spin_variables: config.spin_variables.clone(),
+        guest_config: config.guest_config.resolve()?,
         imports: config.imports,
         metrics: metrics.clone(),
     };
@@ -177,7 +179,7 @@ fn request_service(
     admission: &Arc<Admission>,
     metrics: &Arc<Metrics>,
     warnings: &Arc<RepeatedWarnings>,
-) -> RequestService {
+) -> Result<RequestService> {
     let settings = HandlerSettings {
         request_timeout: config.request_timeout,
         max_body_size: config.client.max_body_size,
@@ -189,7 +191,17 @@ fn request_service(
     let observer = Observer::new(trace_project(config), config.access_log, metrics.clone());
     // The component is loaded before the port is bound, so once the probe path answers
     // the instance is ready for traffic.
-    RequestService::new(handler, observer, config.health_path.as_deref())
+    let caller_check = config
+        .caller_check
+        .clone()
+        .map(CallerCheck::new)
+        .transpose()?;
+    Ok(RequestService::new(
+        handler,
+        observer,
+        config.health_path.as_deref(),
+        caller_check,
+    ))
 }
 
 /// The project log entries name traces in: as configured, or, where a metadata server

@@ -1,4 +1,5 @@
-//! `deploy/service.yaml` (Cloud Run) and `deploy/cloudbuild.yaml`.
+//! `deploy/service.yaml` (Cloud Run), its private variant `deploy/private/service.yaml`,
+//! and `deploy/cloudbuild.yaml`.
 
 use std::time::Duration;
 
@@ -12,14 +13,18 @@ use crate::manifest::{
 
 const SERVICE: &str = "deploy/service.yaml";
 
+/// The private variant: the same service, IAM-only, with internal ingress.
+pub const PRIVATE_SERVICE: &str = "deploy/private/service.yaml";
+
 /// The variable that names the Google Cloud project traces belong to.
 const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
 
 /// Time Cloud Run gives an instance between SIGTERM and SIGKILL.
 const CLOUD_RUN_GRACE: Duration = Duration::from_secs(10);
 
-fn revision() -> Value {
-    let service = load(SERVICE);
+/// The revision template of the service in `path`.
+pub fn revision(path: &str) -> Value {
+    let service = load(path);
     assert_eq!(
         str(&service["apiVersion"], "apiVersion"),
         "serving.knative.dev/v1"
@@ -30,7 +35,12 @@ fn revision() -> Value {
 
 #[test]
 fn cloud_run_sends_traffic_and_probes_where_the_host_listens() {
-    let revision = revision();
+    for path in [SERVICE, PRIVATE_SERVICE] {
+        sends_traffic_and_probes_where_the_host_listens(&revision(path));
+    }
+}
+
+fn sends_traffic_and_probes_where_the_host_listens(revision: &Value) {
     let container = only_container(&revision["spec"]);
     // Cloud Run sets $PORT to the container port and refuses a PORT of our own.
     assert_eq!(env(container, "PORT"), None, "Cloud Run reserves PORT");
@@ -56,7 +66,12 @@ fn cloud_run_sends_traffic_and_probes_where_the_host_listens() {
 
 #[test]
 fn cloud_run_limits_match_the_host() {
-    let revision = revision();
+    for path in [SERVICE, PRIVATE_SERVICE] {
+        limits_match_the_host(&revision(path));
+    }
+}
+
+fn limits_match_the_host(revision: &Value) {
     let spec = &revision["spec"];
     let container = only_container(spec);
     let help = ServeHelp::read();
@@ -122,7 +137,7 @@ fn cloud_build_deploys_the_image_it_pushes_with_the_service_manifest() {
         "one image line in {SERVICE}"
     );
     // And it writes the project in, so traces link to Cloud Trace.
-    let revision = revision();
+    let revision = revision(SERVICE);
     let container = only_container(&revision["spec"]);
     assert_eq!(env(container, PROJECT_VARIABLE), Some("PROJECT_ID"));
     assert!(

@@ -37,6 +37,23 @@ async fn platform_names_and_env_flags_reach_the_guest_and_host_secrets_do_not() 
 }
 
 #[tokio::test]
+async fn prefixed_host_variables_reach_the_guest_without_their_prefix() {
+    let server = TestServer::start_with_env(
+        &guests().testbed,
+        &["--env", "MODE=explicit"],
+        &[
+            ("WASI_GUEST_DB_PASSWORD", "from-secret-manager"),
+            ("WASI_GUEST_MODE", "passed"),
+            ("DB_PASSWORD", "host-only"),
+        ],
+    );
+    assert_eq!(
+        guest_env(&server).await,
+        ["DB_PASSWORD=from-secret-manager", "MODE=explicit"]
+    );
+}
+
+#[tokio::test]
 async fn wasi_host_env_takes_one_entry_per_line() {
     let server = TestServer::start_with_env(
         &guests().testbed,

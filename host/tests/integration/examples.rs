@@ -1,7 +1,8 @@
 //! The examples in `examples/`: hellos written in other languages and built by other
 //! toolchains (componentize-py, componentize-js), and the Rust hello as a WASI 0.3
 //! component, each through its own build script. The host serves them unchanged, they
-//! answer exactly like the Rust hello, and the same as under `wasmtime serve`.
+//! answer exactly like the Rust hello, and the same as under `wasmtime serve`. The
+//! config and events examples are built here too, and tested with what they show.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +33,18 @@ fn rust_p3_hello() -> &'static Path {
 pub fn spin_python() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build_example("spin-python", &["python3"]))
+}
+
+/// The config and secrets example, built once per test run.
+pub fn rust_config() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_example("rust-config", &["cargo"]))
+}
+
+/// The event handler example, built once per test run.
+pub fn rust_events() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_example("rust-events", &["cargo"]))
 }
 
 /// Builds `examples/NAME` with its `build.sh` into the test guests' target folder. A

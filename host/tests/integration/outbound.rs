@@ -92,7 +92,8 @@ impl Upstream {
         self.connections.load(Ordering::SeqCst)
     }
 
-    fn requests(&self) -> Vec<HeaderMap> {
+    /// The headers of every request received so far.
+    pub fn requests(&self) -> Vec<HeaderMap> {
         self.requests.lock().unwrap().clone()
     }
 }
@@ -140,7 +141,7 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Calls `/fetch?QUERY` with extra request headers.
-async fn fetch_with(server: &TestServer, query: &str, headers: &[(&str, &str)]) -> Reply {
+pub async fn fetch_with(server: &TestServer, query: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = client().get(server.url(&format!("/fetch?{query}")));
     for (name, value) in headers {
         request = request.header(*name, *value);

@@ -22,6 +22,7 @@ wit_bindgen::generate!({
         package fermyon:spin@2.0.0;
         interface key-value {
             resource store {
+                open: static func(label: string) -> result<store, error>;
                 get: func(key: string) -> result<option<list<u8>>, error>;
             }
             variant error {
@@ -30,7 +31,6 @@ wit_bindgen::generate!({
                 access-denied,
                 other(string),
             }
-            open: func(label: string) -> result<store, error>;
         }
         world needs-key-value {
             import key-value;

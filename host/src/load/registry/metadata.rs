@@ -14,11 +14,7 @@ use serde::Deserialize;
 use super::credentials::Login;
 use super::transport::{Call, Origin, Transport};
 
-/// The variable that overrides the metadata server's address (`HOST[:PORT]`).
-pub const METADATA_HOST_ENV: &str = "GCE_METADATA_HOST";
-
-/// Where the metadata server answers on Google Cloud.
-pub const DEFAULT_METADATA_HOST: &str = "169.254.169.254";
+pub use crate::sandbox::outbound::{DEFAULT_METADATA_HOST, METADATA_HOST_ENV};
 
 /// Longest a call to the metadata server may take: it answers in milliseconds where it
 /// exists, and off Google Cloud nothing may wait long for it.

@@ -8,11 +8,13 @@
 //! need a pattern that names the host exactly. Connections are pooled per origin and
 //! shared by all requests; every request runs under connect, first-byte, overall and
 //! body-size limits. Guests cannot set hop-by-hop headers, `Host`, or the headers the
-//! metadata server trusts.
+//! metadata server trusts. Requests to the origins named with `--outbound-id-token` get
+//! the host's Google ID token for that origin (see [`id_token`]).
 
 mod address;
 mod allowlist;
 mod connector;
+mod id_token;
 mod resolve;
 mod upstream_body;
 
@@ -20,9 +22,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use bytesize::ByteSize;
-use http::{HeaderName, Request, Response, header};
-use http_body_util::BodyExt;
+use http::{HeaderName, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Body;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -33,10 +36,12 @@ use wasmtime_wasi_http::{Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
 
 pub use self::address::non_public;
 pub use self::allowlist::{Host, OutboundPattern};
+pub use self::id_token::{DEFAULT_METADATA_HOST, IdTokenAudience, METADATA_HOST_ENV};
 pub use self::resolve::{ResolveOverride, Resolver};
 
 use self::allowlist::{Allowlist, Origin};
 use self::connector::{Attempt, ConnectError, Connector, Progress};
+use self::id_token::IdTokens;
 use self::upstream_body::UpstreamBody;
 use super::occupancy::Occupancy;
 
@@ -79,6 +84,10 @@ pub struct OutboundConfig {
     pub resolve: Vec<ResolveOverride>,
     /// Timeouts and sizes.
     pub limits: OutboundLimits,
+    /// The origins whose requests carry the host's ID token.
+    pub id_tokens: Vec<IdTokenAudience>,
+    /// Where the metadata server that mints them is (`HOST[:PORT]`).
+    pub metadata_host: String,
 }
 
 /// What a guest's outbound requests may take.
@@ -118,6 +127,14 @@ impl fmt::Display for OutboundConfig {
                 join(self.resolve.iter().map(ToString::to_string).collect())
             )?;
         }
+        if !self.id_tokens.is_empty() {
+            write!(
+                f,
+                "; ID tokens from {} for {}",
+                self.metadata_host,
+                join(self.id_tokens.iter().map(ToString::to_string).collect())
+            )?;
+        }
         Ok(())
     }
 }
@@ -127,6 +144,7 @@ pub struct Outbound {
     allowlist: Arc<Allowlist>,
     limits: OutboundLimits,
     client: Client<Connector, WasiBody>,
+    id_tokens: IdTokens,
 }
 
 impl Outbound {
@@ -147,6 +165,7 @@ impl Outbound {
             allowlist,
             limits: config.limits.clone(),
             client,
+            id_tokens: IdTokens::new(&config.id_tokens, &config.metadata_host),
         }
     }
 
@@ -169,6 +188,7 @@ impl Outbound {
     ) -> Result<Response<WasiBody>, Error> {
         let method = request.method().clone();
         let origin = self.allowed_origin(request_id, &request)?;
+        let request = self.with_id_token(request_id, &origin, request).await?;
         let options = options.unwrap_or_default();
         let start = Instant::now();
         let deadline = request_deadline.min(start + self.limits.total_timeout);
@@ -217,6 +237,26 @@ impl Outbound {
         }))
     }
 
+    /// `GET uri` on the host's own behalf (to fetch signing keys), under the same rules,
+    /// connector and limits as a guest's request: its status and whole body.
+    pub async fn get(&self, uri: &Uri) -> anyhow::Result<(StatusCode, Bytes)> {
+        let body: WasiBody = Empty::new().map_err(|never| match never {}).boxed_unsync();
+        let request = Request::get(uri.clone()).body(body)?;
+        let deadline = Instant::now() + self.limits.total_timeout;
+        let response = self
+            .send(None, deadline, request, None)
+            .await
+            .map_err(|error| anyhow::anyhow!("GET {uri} failed: {error:?}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| anyhow::anyhow!("reading the body of {uri} failed: {error:?}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     /// The origin `request` goes to, if the allowlist lets guests call it.
     fn allowed_origin(
         &self,
@@ -240,6 +280,34 @@ impl Outbound {
             return Err(Error::HttpRequestDenied);
         }
         Ok(origin)
+    }
+
+    /// `request`, with the host's ID token for `origin` when the operator named it and
+    /// the guest set no `Authorization` of its own.
+    async fn with_id_token(
+        &self,
+        request_id: Option<u64>,
+        origin: &Origin,
+        mut request: Request<WasiBody>,
+    ) -> Result<Request<WasiBody>, Error> {
+        if request.headers().contains_key(header::AUTHORIZATION) {
+            return Ok(request);
+        }
+        match self.id_tokens.authorization(origin).await {
+            None => {}
+            Some(Ok(value)) => {
+                request.headers_mut().insert(header::AUTHORIZATION, value);
+            }
+            Some(Err(error)) => {
+                tracing::warn!(
+                    request_id,
+                    "outbound request failed: {} {origin}: {error:#}",
+                    request.method()
+                );
+                return Err(Error::InternalError(Some(format!("{error:#}"))));
+            }
+        }
+        Ok(request)
     }
 
     /// Sends `request` through the pooled client and waits for the response head, under

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the config and secrets example, a WASI 0.2 wasi:http component importing
+# `wasi:config/store@0.2.0-rc.1`, with plain cargo for `wasm32-wasip2`.
+#
+# Usage: examples/rust-config/build.sh [OUTPUT]   (default: target/examples/rust-config.wasm)
+#        examples/rust-config/build.sh --tools-only
+#
+# As examples/rust-p3-hello/build.sh: the workspace's Rust with the `wasm32-wasip2`
+# target, dependencies pinned in the workspace's Cargo.lock.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "$0")/../lib.sh"
+
+BUILD_INPUTS=()
+rust_example "$@"
