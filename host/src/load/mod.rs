@@ -6,6 +6,7 @@ pub mod app;
 pub mod component;
 pub mod engine;
 pub mod imports;
+pub mod key_value;
 pub mod registry;
 pub mod source;
 pub mod spin;

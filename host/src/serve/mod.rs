@@ -85,6 +85,7 @@ async fn load(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Arc<Active
         request_timeout: config.request_timeout,
         spin_variables: config.spin_variables.clone(),
         imports: config.imports,
+        key_value: Arc::new(config.key_value.open(&config.source, metrics)?),
         metrics: metrics.clone(),
     };
     let active = ActiveComponent::load(
