@@ -318,7 +318,8 @@ impl SpinBytes {
                     loaded
                 }
             };
-            let recipe = spin_recipe(spec, files, &values, policy)?;
+            let recipe = spin_recipe(spec, files, &values, policy)
+                .with_context(|| format!("`{}`", manifest_path.display()))?;
             components.push(app_component(
                 spec.id.clone(),
                 &loaded,
