@@ -306,7 +306,10 @@ fn the_checks_find_what_they_look_for() {
     .unwrap();
     visitor.visit_file(&syntax);
     let found: Vec<String> = visitor.found.iter().map(shown).collect();
-    assert!(!found.contains(&"load".to_owned()), "a visibility is no import: {found:?}");
+    assert!(
+        !found.contains(&"load".to_owned()),
+        "a visibility is no import: {found:?}"
+    );
     for expected in [
         "serve::serve",
         "load::spin::files::StagedFiles",

@@ -8,6 +8,7 @@ mod environment;
 mod examples;
 mod hardening;
 mod http2;
+mod key_value;
 mod logs;
 mod metrics;
 mod oci;

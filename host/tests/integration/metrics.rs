@@ -26,7 +26,7 @@ pub async fn scrape(url: &str) -> String {
 }
 
 /// The value of the sample written exactly as `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -4,7 +4,7 @@
 //! pulling them at startup, on SIGHUP and on an admin request. `scripts/setup.sh`
 //! installs both tools; without them these tests fail, saying how to install them.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +16,8 @@ use crate::swap::{
     Build, TOKEN, active_version, assert_swapped_to, start_with_admin, version_json,
 };
 use crate::util::{
-    TestServer, assert_hello, client, guests, send, serve_refused, sha256_hex, sha256_of,
-    tool_runs, wait_for,
+    TestServer, assert_hello, client, free_port, guests, send, serve_refused, sha256_hex,
+    sha256_of, tool_runs, wait_for,
 };
 
 /// The Wasm artifact's media types, as `wkg oci push` writes them.
@@ -243,11 +243,6 @@ impl Drop for LocalRegistry {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 /// `serve REFERENCE` with `flags` must refuse to start, with one error line naming
 /// `names` (the reference) and saying `reason`.
 fn assert_refused(reference: &str, flags: &[&str], names: &str, reason: &str) {

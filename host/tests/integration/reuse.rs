@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::logs::entry;
 use crate::metrics::{assert_sample, metrics_url};
-use crate::outbound::{UpstreamReply, UPSTREAM_BODY, Upstream, fetch};
+use crate::outbound::{UPSTREAM_BODY, Upstream, UpstreamReply, fetch};
 use crate::swap::{active_version, start_with_admin};
 use crate::util::{TestServer, client, guests};
 
@@ -292,7 +292,7 @@ async fn a_swap_between_worlds_under_load_loses_nothing_and_drains_the_old_insta
         tokio::time::sleep(Duration::from_millis(300)).await;
         let bytes = std::fs::read(component).expect("component");
         let response = crate::swap::put_component(&admin, Some(crate::swap::TOKEN), bytes).await;
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status, StatusCode::OK);
         // Published: no request sent from now on reaches the old version.
         for _ in 0..20 {
             assert_eq!(build_at(&http, &url).await, expected);
