@@ -94,10 +94,11 @@ build_rust() {
   "$ROOT_DIR/scripts/setup.sh" >"$BUILD_DIR/setup.log" 2>&1 ||
     die "scripts/setup.sh failed; see bench/build/setup.log"
   (cd "$ROOT_DIR" && cargo build --quiet --release -p wasi-host)
-  (cd "$ROOT_DIR" && cargo build --quiet --release -p hello --target wasm32-wasip2)
+  (cd "$ROOT_DIR" && cargo build --quiet --release -p hello -p rust-kv-counter --target wasm32-wasip2)
   cargo build --quiet --release --manifest-path "$BENCH_DIR/native-hello/Cargo.toml"
   # Keeping cargo's timestamp keeps the precompiled files fresh while the guest is.
   cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
+  cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/rust_kv_counter.wasm" "$BUILD_DIR/counter.wasm"
 }
 
 # The Python guest is examples/python-hello, built by its own script (which installs
@@ -132,7 +133,8 @@ precompile() {
 # ---------------------------------------------------------------------------------------
 # Servers. A server is KIND/GUEST: KIND is native, flask, wasmtime, wasi-host or
 # wasi-host-workers (wasi-host with `--workers auto`: a process per core); GUEST is
-# hello or python (native and flask serve their own hello). FORM says how a wasm host
+# hello, python or counter (the visit counter over a Redis the run starts; native and
+# flask serve their own hello). FORM says how a wasm host
 # gets the guest: `wasm` (compiled at start, no cache) or `cwasm` (precompiled).
 
 # The file that HOST serves GUEST from in FORM, or nothing when HOST cannot.
@@ -167,6 +169,9 @@ server_command() {
       file=$(artifact wasi-host "$guest" "$form")
       SERVER_CMD=("$WASI_HOST" serve "$file" --addr "$addr")
       if [[ $kind == wasi-host-workers ]]; then SERVER_CMD+=(--workers auto); fi
+      if [[ $guest == counter ]]; then
+        SERVER_CMD+=(--kv-store "default=redis://127.0.0.1:$REDIS_PORT")
+      fi
       ;;
     *) die "unknown server kind: $kind" ;;
   esac
@@ -227,8 +232,34 @@ stop_server() {
   SERVER_PID=
 }
 
+# The Redis the counter's rounds count in, without persistence, on a port of its own;
+# started once for the run when a counter server is measured.
+REDIS_PID=
+start_redis() {
+  command -v redis-server >/dev/null || die "redis-server is not installed: scripts/setup.sh kv installs it"
+  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  REDIS_PORT=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$BUILD_DIR/redis.log" 2>&1 &
+  REDIS_PID=$!
+  local _
+  for _ in {1..100}; do
+    port_in_use "$REDIS_PORT" && return
+    read -r -t 0.05 -u "$SLEEP_FD" _ || true
+  done
+  die "redis-server did not start; see bench/build/redis.log"
+}
+
+stop_redis() {
+  [[ -n $REDIS_PID ]] || return 0
+  kill -TERM "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=
+}
+
 # However the script ends (an error, Ctrl-C), no server is left listening.
-trap stop_server EXIT
+trap 'stop_server; stop_redis' EXIT
 
 # A file descriptor whose reads never see data: `read -t` on it is a sub-millisecond
 # sleep without forking a `sleep` process.

@@ -6,7 +6,8 @@
 # Usage: bench/run.sh [SERVER...]     (default: all; e.g. `bench/run.sh wasi-host/hello`)
 # Servers: native/hello flask/hello wasmtime/hello wasi-host/hello
 #          wasi-host-workers/hello wasmtime/python wasi-host/python
-#          wasi-host-workers/python
+#          wasi-host-workers/python wasi-host/counter wasi-host-workers/counter
+#          (the counter: examples/rust-kv-counter counting in a redis-server the run starts)
 # Knobs (env): RUNS=3 rounds, DURATION=5s per wrk run, WARMUP=1s, COLD_STARTS=5,
 # DROP_CACHES=1 to time cold starts with an empty page cache (see settle_page_cache).
 #
@@ -21,7 +22,8 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 COLD_STARTS=${COLD_STARTS:-5}
 ALL_SERVERS=(native/hello flask/hello wasmtime/hello wasi-host/hello wasi-host-workers/hello
-  wasmtime/python wasi-host/python wasi-host-workers/python)
+  wasmtime/python wasi-host/python wasi-host-workers/python wasi-host/counter
+  wasi-host-workers/counter)
 if (($#)); then SERVERS=("$@"); else SERVERS=("${ALL_SERVERS[@]}"); fi
 RESULTS_DIR=$BENCH_DIR/results
 RAW=$RESULTS_DIR/$(date -u +%Y%m%dT%H%M%SZ).tsv
@@ -168,6 +170,8 @@ main() {
   finish_wasmtime_install
   precompile hello
   precompile python
+  precompile counter
+  if [[ " ${SERVERS[*]} " == *"/counter "* ]]; then start_redis; fi
   wasi_host_precompiles || log "this wasi-host has no \`compile\`: its precompiled rows are skipped"
 
   write_header

@@ -19,6 +19,8 @@ LABELS = {
     "wasmtime/python": ("`wasmtime serve`", "Python guest"),
     "wasi-host/python": ("wasi-host", "Python guest"),
     "wasi-host-workers/python": ("wasi-host `--workers auto`", "Python guest"),
+    "wasi-host/counter": ("wasi-host", "visit counter (Rust, Redis)"),
+    "wasi-host-workers/counter": ("wasi-host `--workers auto`", "visit counter (Rust, Redis)"),
 }
 
 # The two ways wasi-host is measured: its default (one process) and a process per core.
