@@ -75,10 +75,11 @@ build_rust() {
     die "scripts/setup.sh core examples failed; see bench/build/setup.log"
   wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION"
   (cd "$ROOT_DIR" && cargo build --quiet --release -p wasi-host)
-  (cd "$ROOT_DIR" && cargo build --quiet --release -p hello --target wasm32-wasip2)
+  (cd "$ROOT_DIR" && cargo build --quiet --release -p hello -p rust-kv-counter --target wasm32-wasip2)
   cargo build --quiet --release --manifest-path "$BENCH_DIR/native-hello/Cargo.toml"
   # Keeping cargo's timestamp keeps the precompiled files fresh while the guest is.
   cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/hello.wasm" "$BUILD_DIR/hello.wasm"
+  cp -p "$CARGO_TARGET_DIR/wasm32-wasip2/release/rust_kv_counter.wasm" "$BUILD_DIR/counter.wasm"
 }
 
 # The other guests are examples, each built by its own script (which installs its
@@ -146,7 +147,8 @@ precompile() {
 # wasi-host-workers (wasi-host with `--workers auto`: a process per core), and for the
 # wasm hosts with `-reuse` after it, `--max-instance-reuse-count 128` (a WASI 0.2 guest's
 # instance serves up to 128 requests in turn); GUEST is hello, hello3 (the hello as a
-# WASI 0.3 component), python or spinpy (the Spin 4 Python app; wasi-host only).
+# WASI 0.3 component), python, spinpy (the Spin 4 Python app; wasi-host only) or
+# counter (the visit counter over a Redis the run starts; wasi-host only).
 # Native and flask serve their own hello. FORM says how a wasm host gets the guest:
 # `wasm` (compiled at start, no cache) or `cwasm` (precompiled).
 
@@ -189,6 +191,9 @@ server_command() {
       file=$(artifact wasi-host "$guest" "$form")
       SERVER_CMD=("$WASI_HOST" serve "$file" --addr "$addr" "${reuse[@]}")
       if [[ $kind == wasi-host-workers ]]; then SERVER_CMD+=(--workers auto); fi
+      if [[ $guest == counter ]]; then
+        SERVER_CMD+=(--kv-store "default=redis://127.0.0.1:$REDIS_PORT")
+      fi
       ;;
     *) die "unknown server kind: $kind" ;;
   esac
@@ -250,8 +255,34 @@ stop_server() {
   SERVER_PID=
 }
 
+# The Redis the counter's rounds count in, without persistence, on a port of its own;
+# started once for the run when a counter server is measured.
+REDIS_PID=
+start_redis() {
+  command -v redis-server >/dev/null || die "redis-server is not installed: scripts/setup.sh kv installs it"
+  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  REDIS_PORT=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$BUILD_DIR/redis.log" 2>&1 &
+  REDIS_PID=$!
+  local _
+  for _ in {1..100}; do
+    port_in_use "$REDIS_PORT" && return
+    read -r -t 0.05 -u "$SLEEP_FD" _ || true
+  done
+  die "redis-server did not start; see bench/build/redis.log"
+}
+
+stop_redis() {
+  [[ -n $REDIS_PID ]] || return 0
+  kill -TERM "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=
+}
+
 # However the script ends (an error, Ctrl-C), no server is left listening.
-trap stop_server EXIT
+trap 'stop_server; stop_redis' EXIT
 
 # A file descriptor whose reads never see data: `read -t` on it is a sub-millisecond
 # sleep without forking a `sleep` process.

@@ -9,6 +9,8 @@
 #          wasi-host-workers/python wasmtime/hello3 wasi-host/hello3
 #          wasi-host-workers/hello3 wasmtime-reuse/hello wasi-host-reuse/hello
 #          wasi-host-workers-reuse/hello wasi-host/spinpy wasi-host-workers/spinpy
+#          wasi-host/counter wasi-host-workers/counter
+#          (the counter: examples/rust-kv-counter counting in a redis-server the run starts)
 # Knobs (env): RUNS=3 rounds, DURATION=5s per wrk run, WARMUP=1s, COLD_STARTS=5,
 # DROP_CACHES=1 to time cold starts with an empty page cache (see settle_page_cache).
 #
@@ -26,7 +28,8 @@ ALL_SERVERS=(native/hello flask/hello wasmtime/hello wasi-host/hello wasi-host-w
   wasmtime/python wasi-host/python wasi-host-workers/python
   wasmtime/hello3 wasi-host/hello3 wasi-host-workers/hello3
   wasmtime-reuse/hello wasi-host-reuse/hello wasi-host-workers-reuse/hello
-  wasi-host/spinpy wasi-host-workers/spinpy)
+  wasi-host/spinpy wasi-host-workers/spinpy
+  wasi-host/counter wasi-host-workers/counter)
 if (($#)); then SERVERS=("$@"); else SERVERS=("${ALL_SERVERS[@]}"); fi
 RESULTS_DIR=$BENCH_DIR/results
 RAW=$RESULTS_DIR/$(date -u +%Y%m%dT%H%M%SZ).tsv
@@ -173,6 +176,8 @@ main() {
   precompile python
   precompile hello3
   precompile spinpy
+  precompile counter
+  if [[ " ${SERVERS[*]} " == *"/counter "* ]]; then start_redis; fi
   wasi_host_precompiles || log "this wasi-host has no \`compile\`: its precompiled rows are skipped"
 
   write_header

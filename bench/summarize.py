@@ -27,6 +27,8 @@ LABELS = {
     "wasi-host-workers-reuse/hello": ("wasi-host `--workers auto`, reuse 128", "hello (Rust)"),
     "wasi-host/spinpy": ("wasi-host", "Spin 4 Python app"),
     "wasi-host-workers/spinpy": ("wasi-host `--workers auto`", "Spin 4 Python app"),
+    "wasi-host/counter": ("wasi-host", "visit counter (Rust, Redis)"),
+    "wasi-host-workers/counter": ("wasi-host `--workers auto`", "visit counter (Rust, Redis)"),
 }
 
 # The two ways wasi-host is measured: its default (one process) and a process per core.

@@ -9,6 +9,7 @@
 #   examples    Python 3 with venv and Node.js with npm (apt-get), then the examples'
 #               pinned componentize-py (into target/) and componentize-js (npm ci)
 #   registry    docker-registry (apt-get) and wkg (cargo install): the OCI registry tests
+#   kv          redis-server (apt-get): the key-value tests, against a real Redis
 #   containers  podman, runc, runsc (gVisor) and musl-tools (apt-get), the musl Rust target
 #               and podman's ulimits setting: the container tests
 #
@@ -23,7 +24,7 @@ source "$(dirname "$0")/lib.sh"
 
 WKG_VERSION=0.16.1
 WASMTIME_VERSION=48.0.8
-TIERS=(core examples registry containers)
+TIERS=(core examples registry kv containers)
 MUSL_TARGET=$(uname -m)-unknown-linux-musl
 CONTAINERS_CONF=/etc/containers/containers.conf
 
@@ -37,6 +38,7 @@ examples|2|python3, python3-venv, nodejs and npm (apt-get)|example_runtimes_pres
 examples|3|componentize-py (pip, into target/examples) and componentize-js (npm ci)|example_tools_present|install_example_tools
 registry|1|docker-registry (apt-get)|registry_server_present|install_registry_server
 registry|7|wkg $WKG_VERSION (cargo install)|wkg_present|install_wkg
+kv|1|redis-server (apt-get)|redis_server_present|install_redis_server
 containers|1|the $MUSL_TARGET Rust target (rustup)|musl_target_present|add_musl_target
 containers|2|podman, runc, runsc and musl-tools (apt-get)|container_tools_present|install_container_tools
 containers|0|default_ulimits = [] in $CONTAINERS_CONF|ulimits_setting_present|add_ulimits_setting
@@ -91,6 +93,12 @@ install_registry_server() {
 # wkg pushes components to that registry, as users push them.
 wkg_present() { has_version "$WKG_VERSION" wkg; }
 install_wkg() { cargo_install wkg "$WKG_VERSION" wkg; }
+
+# The Redis the key-value tests start, stop and restart, as guests' shared store.
+redis_server_present() { command -v redis-server >/dev/null; }
+install_redis_server() {
+  apt_install "Redis 6 or later, as \`redis-server\` on PATH," redis-server
+}
 
 # The static host binary the image ships.
 musl_target_present() { targets_installed "$MUSL_TARGET"; }

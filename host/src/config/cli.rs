@@ -49,6 +49,9 @@ pub const DEFAULT_REGISTRY_TIMEOUT: &str = "120s";
 /// Where Google publishes the keys that sign its ID tokens (a JWKS).
 pub const DEFAULT_ID_TOKEN_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 
+/// Default deadline of a Redis store's connection and of each command.
+pub const DEFAULT_KV_TIMEOUT: &str = "5s";
+
 /// Default largest outbound response body.
 pub const DEFAULT_OUTBOUND_MAX_RESPONSE_BODY: &str = "64MiB";
 
@@ -141,6 +144,9 @@ pub struct ServeArgs {
 
     #[command(flatten, next_help_heading = "Callers")]
     pub(super) callers: CallerArgs,
+
+    #[command(flatten, next_help_heading = "Key-value stores")]
+    pub(super) key_value: KeyValueArgs,
 
     #[command(flatten, next_help_heading = "Outbound requests")]
     pub(super) outbound: OutboundArgs,
@@ -287,8 +293,7 @@ pub struct InstanceArgs {
     pub idle_instance_timeout: Duration,
 
     /// Refuse a component that imports what this host does not implement (Spin's
-    /// key-value, SQLite, Redis, MQTT, databases and LLM interfaces, WASI release
-    /// candidates) instead of loading it with those imports failing when called.
+    /// SQLite, Redis, MQTT, databases and LLM interfaces, WASI release candidates) instead of loading it with those imports failing when called.
     #[arg(long, env = "WASI_HOST_STRICT_IMPORTS")]
     pub strict_imports: bool,
 }
@@ -315,6 +320,50 @@ pub struct CallerArgs {
     /// they are kept for an hour, and fetched again sooner for an unknown key.
     #[arg(long, value_name = "URL", env = "WASI_HOST_ID_TOKEN_JWKS_URL", default_value = DEFAULT_ID_TOKEN_JWKS_URL)]
     pub id_token_jwks_url: http::Uri,
+
+/// Where guests' key-value stores keep their data, and what a request may ask of them.
+#[derive(Debug, Args)]
+pub struct KeyValueArgs {
+    /// A key-value store guests open by NAME: `redis://[:PASSWORD@]HOST[:PORT][/DB]`
+    /// (`rediss://` for TLS) for a store every instance shares, or the path of a local
+    /// SQLite file. Repeatable; the variable takes a comma-separated list. A single
+    /// component may open every store; a Spin application's components, those their
+    /// `key_value_stores` list. `default` is a local file unless given here.
+    #[arg(
+        long = "kv-store",
+        value_name = "NAME=URL",
+        env = "WASI_HOST_KV_STORE",
+        value_delimiter = ','
+    )]
+    pub kv_store: Vec<String>,
+    /// Spin's runtime config file: its `[key_value_store.NAME]` tables define stores
+    /// (`type = "redis"` with `url`, or `type = "spin"` with an optional `path`,
+    /// relative to the file), as `spin up --runtime-config-file` reads them.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// The local file of the `default` store, and of `type = "spin"` stores without a
+    /// path. Default: `.spin/sqlite_key_value.db` beside the manifest or component file,
+    /// where `spin up` keeps it; in a read-only container, a file on a writable mount.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_KV_LOCAL_FILE")]
+    pub kv_local_file: Option<PathBuf>,
+    /// A file holding the AUTH password of Redis stores whose URL carries none (a
+    /// mounted secret). `$WASI_HOST_KV_REDIS_PASSWORD` gives the password itself.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_KV_REDIS_PASSWORD_FILE")]
+    pub kv_redis_password_file: Option<PathBuf>,
+    /// Longest a Redis store may take to connect, or to answer one command; the guest
+    /// then gets its interface's error.
+    #[arg(long, env = "WASI_HOST_KV_TIMEOUT", default_value = DEFAULT_KV_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub kv_timeout: Duration,
+    /// Longest key a guest may use; a longer one gets an error (Spin's limit).
+    #[arg(long, env = "WASI_HOST_KV_MAX_KEY_SIZE", default_value = "255B")]
+    pub kv_max_key_size: ByteSize,
+    /// Largest value a guest may store; a larger one gets an error (Spin's limit).
+    #[arg(long, env = "WASI_HOST_KV_MAX_VALUE_SIZE", default_value = "1MiB")]
+    pub kv_max_value_size: ByteSize,
+    /// Most key-value operations one request may run, opening a store included; past
+    /// it every call gets an error.
+    #[arg(long, env = "WASI_HOST_KV_MAX_OPERATIONS", default_value_t = 1000)]
+    pub kv_max_operations: u32,
 }
 
 /// What guests may reach, and how long they may wait for it.

@@ -10,7 +10,8 @@ use anyhow::{Result, bail, ensure};
 use bytesize::ByteSize;
 
 use super::cli::{
-    CallerArgs, InstanceArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs, ServeArgs,
+    CallerArgs, InstanceArgs, KeyValueArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs,
+    ServeArgs,
     SwapArgs,
 };
 use super::environment::HostEnv;
@@ -18,6 +19,7 @@ use super::workers::{SECONDARY_ENV, SecondaryRole};
 use crate::load::app::ReuseSettings;
 use crate::load::guest_config::{ENV_PREFIX as CONFIG_PREFIX, GuestConfig};
 use crate::load::imports::UnimplementedImports;
+use crate::load::key_value::KeyValueConfig;
 use crate::load::registry::{
     Credentials, DEFAULT_METADATA_HOST, HOST_ENV, Login, METADATA_HOST_ENV, PASSWORD_ENV,
     RegistryConfig, USERNAME_ENV,
@@ -25,12 +27,16 @@ use crate::load::registry::{
 use crate::load::source::AppSource;
 use crate::load::spin::variables::{self, ENV_PREFIX as SPIN_VARIABLE_PREFIX};
 use crate::sandbox::env::{GuestEnv, PASSTHROUGH_PREFIX};
+use crate::sandbox::keyvalue::{BackendSpec, KeyValueLimits, StoreSpec};
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::outbound::{OutboundConfig, OutboundLimits};
 
 /// Where the Google Cloud project id is found (Cloud Run does not set it; the deployment
 /// does). Log entries name their trace as `projects/PROJECT/traces/TRACE` with it.
 pub const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
+
+/// The environment variable that holds the Redis stores' AUTH password.
+pub const REDIS_PASSWORD_ENV: &str = "WASI_HOST_KV_REDIS_PASSWORD";
 
 /// The environment variable that holds the admin bearer token. It is not a flag, so it
 /// never shows in a process listing.
@@ -95,6 +101,8 @@ pub struct ServeConfig {
     /// Whether to log one entry per request.
     pub access_log: bool,
     pub outbound: OutboundConfig,
+    /// Where guests' key-value stores are.
+    pub key_value: KeyValueConfig,
     /// Whether to reload the component when its file changes.
     pub watch: bool,
     pub registry: RegistryConfig,
@@ -189,11 +197,15 @@ impl ServeArgs {
             .instances
             .guest_config(env, &self.component, &mut notices)?;
         let admission = self.requests.admission(workers)?;
+        let instance = InstanceLimits {
+            key_value: self.key_value.limits()?,
+            ..self.instances.limits(admission.max_concurrency)?
+        };
         Ok(ServeConfig {
             addr,
             request_timeout: self.requests.request_timeout,
             shutdown_timeout: self.processes.shutdown_timeout,
-            instance: self.instances.limits(admission.max_concurrency)?,
+            instance,
             reuse: self.instances.reuse(),
             imports: if self.instances.strict_imports {
                 UnimplementedImports::Refuse
@@ -220,6 +232,7 @@ impl ServeArgs {
             metrics_addr: self.observe.metrics_addr,
             access_log: self.observe.access_log,
             outbound: self.outbound.config(env)?,
+            key_value: self.key_value.config(env)?,
             watch: self.swap.watch,
             registry: self.registry.config(env)?,
             admin: self.swap.admin(env)?,
@@ -491,6 +504,66 @@ impl OutboundArgs {
     }
 }
 
+impl KeyValueArgs {
+    fn limits(&self) -> Result<KeyValueLimits> {
+        ensure!(
+            self.kv_max_key_size.as_u64() > 0 && self.kv_max_operations > 0,
+            "--kv-max-key-size and --kv-max-operations must be more than zero"
+        );
+        Ok(KeyValueLimits {
+            max_key_size: saturating_usize(self.kv_max_key_size),
+            max_value_size: saturating_usize(self.kv_max_value_size),
+            max_operations: self.kv_max_operations,
+        })
+    }
+
+    fn config(&self, env: &HostEnv) -> Result<KeyValueConfig> {
+        ensure!(
+            !self.kv_timeout.is_zero(),
+            "--kv-timeout must be more than zero"
+        );
+        Ok(KeyValueConfig {
+            stores: self
+                .kv_store
+                .iter()
+                .map(|entry| store_spec(entry))
+                .collect::<Result<_>>()?,
+            runtime_config_file: self.runtime_config_file.clone(),
+            local_file: self.kv_local_file.clone(),
+            redis_password: env.non_empty(REDIS_PASSWORD_ENV),
+            redis_password_file: self.kv_redis_password_file.clone(),
+            timeout: self.kv_timeout,
+        })
+    }
+}
+
+/// A `--kv-store NAME=URL`: a Redis URL, or the path of a local file.
+fn store_spec(entry: &str) -> Result<StoreSpec> {
+    let Some((name, url)) = entry.split_once('=') else {
+        bail!("--kv-store `{entry}` is not NAME=URL");
+    };
+    ensure!(
+        !name.is_empty() && !url.is_empty(),
+        "--kv-store `{entry}` needs both a NAME and a URL"
+    );
+    let backend = match url.split_once("://") {
+        Some(("redis" | "rediss", _)) => BackendSpec::Redis {
+            url: url.to_owned(),
+        },
+        Some((scheme, _)) => bail!(
+            "--kv-store `{name}`: `{scheme}://` is not a store this host has; use \
+             `redis://`, `rediss://` or the path of a local file"
+        ),
+        None => BackendSpec::Local {
+            path: Some(url.into()),
+        },
+    };
+    Ok(StoreSpec {
+        name: name.to_owned(),
+        backend,
+    })
+}
+
 impl SwapArgs {
     /// The admin endpoint's settings, its token from `env`; `None` when it is off.
     fn admin(&self, env: &HostEnv) -> Result<Option<AdminConfig>> {
@@ -591,6 +664,62 @@ mod tests {
 
     fn refused(flags: &[&str]) -> String {
         format!("{:#}", serve(flags).expect_err("refused"))
+    }
+
+    #[test]
+    fn key_value_stores_and_limits() {
+        let config = serve(&[]).unwrap();
+        assert_eq!(config.instance.key_value, KeyValueLimits::default());
+        assert_eq!(config.instance.key_value.max_key_size, 255);
+        assert_eq!(config.instance.key_value.max_value_size, 1 << 20);
+        assert_eq!(config.key_value.timeout, Duration::from_secs(5));
+        let config = serve(&[
+            "--kv-store",
+            "cache=rediss://:pw@10.0.0.3:6378",
+            "--kv-store",
+            "notes=data/notes.db",
+            "--kv-max-operations",
+            "7",
+            "--kv-max-value-size",
+            "4KiB",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.key_value.stores,
+            [
+                StoreSpec {
+                    name: "cache".into(),
+                    backend: BackendSpec::Redis {
+                        url: "rediss://:pw@10.0.0.3:6378".into()
+                    }
+                },
+                StoreSpec {
+                    name: "notes".into(),
+                    backend: BackendSpec::Local {
+                        path: Some("data/notes.db".into())
+                    }
+                },
+            ]
+        );
+        assert_eq!(config.instance.key_value.max_operations, 7);
+        assert_eq!(config.instance.key_value.max_value_size, 4096);
+        let env = HostEnv::fake(&[(REDIS_PASSWORD_ENV, "s3cret")], 2);
+        let config = configure("hello.wasm", &[], &env).unwrap();
+        assert_eq!(config.key_value.redis_password.as_deref(), Some("s3cret"));
+
+        for (flags, named) in [
+            (&["--kv-store", "cache"][..], "not NAME=URL"),
+            (&["--kv-store", "=redis://h"], "needs both"),
+            (&["--kv-store", "c=memcached://h"], "`memcached://`"),
+            (&["--kv-max-operations", "0"], "--kv-max-operations"),
+            (&["--kv-timeout", "0s"], "--kv-timeout"),
+        ] {
+            assert!(
+                refused(flags).contains(named),
+                "{named}: {}",
+                refused(flags)
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::spin::variables;
 use crate::observe::metrics::Metrics;
 use crate::sandbox::env::GuestEnv;
 use crate::sandbox::instances::{InstancePool, Instances, ReusePolicy};
+use crate::sandbox::keyvalue::KeyValueStores;
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::outbound::{Outbound, OutboundConfig};
 use crate::sandbox::store::{InstanceRecipe, InstanceState};
@@ -52,6 +53,8 @@ pub struct HostPolicy {
     /// What a single component reads through `wasi:config/store`.
     pub guest_config: Variables,
     pub imports: UnimplementedImports,
+    /// The key-value stores, shared by every version.
+    pub key_value: Arc<KeyValueStores>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -242,6 +245,7 @@ fn load_single(
         files: None,
         outbound: policy.shared_outbound.clone(),
         variables: policy.guest_config.clone(),
+        key_value: policy.key_value.grant_all(),
         limits: policy.instance.clone(),
     };
     let component = app_component(origin.clone(), &loaded, recipe, engine, policy);
@@ -319,7 +323,8 @@ impl SpinBytes {
                     loaded
                 }
             };
-            let recipe = spin_recipe(spec, files, &values, policy);
+            let recipe = spin_recipe(spec, files, &values, policy)
+                .with_context(|| format!("`{}`", manifest_path.display()))?;
             components.push(app_component(
                 spec.id.clone(),
                 &loaded,
@@ -347,26 +352,31 @@ impl SpinBytes {
 }
 
 /// What one component of a Spin application's instances get: the operator's
-/// environment over the manifest's, its variables filled in, and an outbound pool of
-/// its own under its `allowed_outbound_hosts`.
+/// environment over the manifest's, its variables filled in, an outbound pool of its
+/// own under its `allowed_outbound_hosts`, and the stores its `key_value_stores` list.
 fn spin_recipe(
     spec: &ComponentSpec,
     files: Option<StagedFiles>,
     values: &BTreeMap<String, String>,
     policy: &HostPolicy,
-) -> InstanceRecipe {
+) -> Result<InstanceRecipe> {
     let outbound = OutboundConfig {
         allow: spec.allowed_outbound.clone(),
         ..policy.outbound.clone()
     };
     tracing::info!("component `{}`: outbound {outbound}", spec.id);
-    InstanceRecipe {
+    let key_value = policy
+        .key_value
+        .grant(spec.key_value_stores.iter().map(String::as_str))
+        .with_context(|| format!("component `{}`", spec.id))?;
+    Ok(InstanceRecipe {
         env: policy.guest_env.over(&spec.environment),
         files: files.map(|files| files.folder()),
         outbound: Arc::new(Outbound::new(&outbound)),
         variables: Variables::new(variables::render(&spec.variables, values)),
+        key_value,
         limits: policy.instance.clone(),
-    }
+    })
 }
 
 /// Logs the application's routes, one line for all.

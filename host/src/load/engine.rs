@@ -10,6 +10,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result,
 };
 
+use crate::sandbox::keyvalue;
 use crate::sandbox::limits::InstanceLimits;
 use crate::sandbox::store::InstanceState;
 use crate::sandbox::variables;
@@ -138,8 +139,8 @@ fn memory_keep_resident(slots: u32) -> usize {
 }
 
 /// Adds every interface the host offers: all of WASI 0.2 and 0.3 (toolchain-built guests
-/// import `wasi:cli/*` besides the HTTP world), `wasi:http` of both, and the variables of
-/// Spin's SDKs. Files and sockets are linked but an instance's context grants none.
+/// import `wasi:cli/*` besides the HTTP world), `wasi:http` of both, and the variables and
+/// key-value stores of Spin's SDKs and `wasi:keyvalue`. Files and sockets are linked but an instance's context grants none.
 pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("failed to link WASI 0.2")?;
@@ -148,5 +149,6 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     wasmtime_wasi::p3::add_to_linker(&mut linker).context("failed to link WASI 0.3")?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).context("failed to link wasi:http 0.3")?;
     variables::add_to_linker(&mut linker).context("failed to link Spin's variables")?;
+    keyvalue::add_to_linker(&mut linker).context("failed to link the key-value interfaces")?;
     Ok(linker)
 }

@@ -1,5 +1,5 @@
 //! Imports the host does not implement. A component built by Spin's SDKs imports the
-//! whole Spin platform (key-value, SQLite, Redis, MQTT, ... and WASI's release
+//! whole Spin platform (SQLite, Redis, MQTT, ... and WASI's release
 //! candidates) whether or not it calls them. Those load: each function becomes a stub
 //! that, when called, logs once what the guest asked for and answers with the
 //! interface's own error result where it has one (a variant case carrying a message),
@@ -28,12 +28,21 @@ const WASI_PROVIDED: [&str; 7] = [
     "wasi:sockets/",
 ];
 
-/// Interfaces the host implements beyond WASI (see `sandbox::variables`).
-const HOST_PROVIDED: [&str; 4] = [
+/// Interfaces the host implements beyond WASI (see `sandbox::variables` and
+/// `sandbox::keyvalue`).
+const HOST_PROVIDED: [&str; 12] = [
     "spin:variables/variables@3.0.0",
     "fermyon:spin/variables@2.0.0",
     CONFIG_STORE_VERSIONS[0],
     CONFIG_STORE_VERSIONS[1],
+    "spin:key-value/key-value@3.0.0",
+    "fermyon:spin/key-value@2.0.0",
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
 ];
 
 /// Packages whose unimplemented interfaces are stubbed rather than refused.
@@ -192,14 +201,18 @@ mod tests {
             "spin:variables/variables@3.0.0",
             "wasi:config/store@0.2.0-draft-2024-09-27",
             "wasi:config/store@0.2.0-rc.1",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
+            "wasi:keyvalue/batch@0.2.0-draft",
+            "spin:key-value/key-value@3.0.0",
+            "fermyon:spin/key-value@2.0.0",
         ] {
             assert!(is_provided(provided), "{provided}");
         }
         for missing in [
             "wasi:http/types@0.3.0-rc-2026-03-15",
             "wasi:io/streams@0.3.0",
-            "wasi:keyvalue/store@0.2.0-draft2",
-            "spin:key-value/key-value@3.0.0",
+            "wasi:keyvalue/watcher@0.2.0-draft",
+            "spin:sqlite/sqlite@3.0.0",
             "fermyon:spin/sqlite@2.0.0",
             "wasi:config/store@0.3.0",
             "acme:widgets/api@1.0.0",

@@ -7,6 +7,7 @@ pub mod component;
 pub mod engine;
 pub mod guest_config;
 pub mod imports;
+pub mod key_value;
 pub mod registry;
 pub mod source;
 pub mod spin;

@@ -28,6 +28,12 @@ const INSTANTIATION_BUCKETS: [f64; 13] = [
     0.1,
 ];
 
+/// Key-value operation buckets, in seconds: from a local store's tens of microseconds to
+/// a Redis call timing out.
+const KEY_VALUE_BUCKETS: [f64; 12] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0, 5.0,
+];
+
 /// Status classes counted from the start, so a rate over them is defined before the
 /// first such response.
 const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
@@ -99,6 +105,17 @@ struct WasiLabel {
     wasi: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreOperationLabel {
+    store: String,
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabel {
+    store: String,
+}
+
 /// The WASI versions a component may be built for, as the `wasi` label names them.
 pub const WASI_VERSIONS: [&str; 2] = ["0.2", "0.3"];
 
@@ -117,6 +134,9 @@ pub struct Metrics {
     instances: Gauge,
     connections_open: Gauge,
     connections_refused: Counter,
+    key_value_operations: Family<StoreOperationLabel, Counter>,
+    key_value_errors: Family<StoreOperationLabel, Counter>,
+    key_value_duration: Family<StoreLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -180,6 +200,19 @@ impl Metrics {
                 "connections_refused",
                 "Connections closed at once because too many were open",
                 Counter::default(),
+            key_value_operations: register.counter_family(
+                "key_value_operations",
+                "Key-value operations guests ran, by store and operation",
+            ),
+            key_value_errors: register.counter_family(
+                "key_value_errors",
+                "Key-value operations that failed in their store (unreachable, timed out, \
+                 refused), by store and operation",
+            ),
+            key_value_duration: register.seconds(
+                "key_value_operation_duration",
+                "Time one key-value operation took in its store, by store",
+                Family::new_with_constructor(|| Histogram::new(KEY_VALUE_BUCKETS)),
             ),
             registry,
         };
@@ -288,6 +321,26 @@ impl Metrics {
     /// A connection was closed at once: too many were open.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    /// A guest's `operation` on key-value store `store` took `duration`, and failed in
+    /// the store unless `succeeded`.
+    pub fn key_value_operation(
+        &self,
+        store: &str,
+        operation: &'static str,
+        duration: Duration,
+        succeeded: bool,
+    ) {
+        let label = StoreOperationLabel {
+            store: store.to_owned(),
+            operation,
+        };
+        self.key_value_operations.get_or_create(&label).inc();
+        if !succeeded {
+            self.key_value_errors.get_or_create(&label).inc();
+        }
+        self.key_value_duration
+            .get_or_create(&StoreLabel { store: label.store })
+            .observe(duration.as_secs_f64());
     }
 
     /// Every metric in the OpenMetrics text format, which Prometheus scrapes.
@@ -344,6 +397,7 @@ mod tests {
         metrics.admission_rejected(Rejection::QueueTimeout);
         metrics.guest_failed(GuestFailure::ErrorCode);
         metrics.instantiated(Duration::from_micros(40));
+        metrics.key_value_operation("default", "get", Duration::from_micros(80), false);
         let text = metrics.encode();
         for line in [
             "wasi_host_requests_total{status_class=\"4xx\"} 1",
@@ -357,6 +411,9 @@ mod tests {
             "wasi_host_guest_failures_total{kind=\"error_code\"} 1",
             "wasi_host_guest_failures_total{kind=\"trap\"} 0",
             "wasi_host_component_generation 1",
+            "wasi_host_key_value_operations_total{store=\"default\",operation=\"get\"} 1",
+            "wasi_host_key_value_errors_total{store=\"default\",operation=\"get\"} 1",
+            "wasi_host_key_value_operation_duration_seconds_count{store=\"default\"} 1",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");

@@ -2,6 +2,8 @@
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
+use super::keyvalue::KeyValueLimits;
+
 /// Per-instance caps and the concurrency the pool is sized for.
 #[derive(Debug, Clone)]
 pub struct InstanceLimits {
@@ -20,6 +22,8 @@ pub struct InstanceLimits {
     pub memories_per_component: u32,
     /// Tables one component may create.
     pub tables_per_component: u32,
+    /// What one request may ask of key-value stores.
+    pub key_value: KeyValueLimits,
 }
 
 impl Default for InstanceLimits {
@@ -32,6 +36,7 @@ impl Default for InstanceLimits {
             core_instances_per_component: 32,
             memories_per_component: 2,
             tables_per_component: 16,
+            key_value: KeyValueLimits::default(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What one instance's `Store` holds: its WASI context, its wasi:http context and the
-//! resource table both share, its variables, and its limits. A new one is built for
-//! every instance and dropped with it; an instance serves one request, or several when
-//! it is reused (see [`super::instances`]).
+//! resource table both share, its variables, its key-value stores, and its limits. A new
+//! one is built for every instance and dropped with it; an instance serves one request,
+//! or several when it is reused (see [`super::instances`]).
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::deadline;
 use super::env::GuestEnv;
+use super::keyvalue::{KeyValueContext, StoreGrant};
 use super::limits::InstanceLimits;
 use super::occupancy::Occupancy;
 use super::outbound::{Outbound, OutboundHooks};
@@ -28,6 +29,8 @@ pub struct InstanceRecipe {
     /// The component's egress policy and connection pool.
     pub outbound: Arc<Outbound>,
     pub variables: Variables,
+    /// The key-value stores the component may open.
+    pub key_value: StoreGrant,
     pub limits: InstanceLimits,
 }
 
@@ -39,6 +42,7 @@ pub struct InstanceState {
     limits: StoreLimits,
     outbound: OutboundHooks,
     variables: Variables,
+    key_value: KeyValueContext,
     _files: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -69,6 +73,11 @@ impl InstanceState {
             limits: recipe.limits.store_limits(),
             outbound: recipe.outbound.hooks(occupancy.clone()),
             variables: recipe.variables.clone(),
+            key_value: KeyValueContext::new(
+                recipe.key_value.clone(),
+                recipe.limits.key_value,
+                occupancy.clone(),
+            ),
             _files: recipe.files.clone(),
         })
     }
@@ -77,6 +86,11 @@ impl InstanceState {
 impl WithVariables for InstanceState {
     fn variables(&self) -> &Variables {
         &self.variables
+    }
+
+    /// The instance's key-value state, and the table its opened stores live in.
+    pub fn key_value(&mut self) -> (&mut KeyValueContext, &mut ResourceTable) {
+        (&mut self.key_value, &mut self.table)
     }
 }
 

@@ -97,6 +97,7 @@ fn loader(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Loader> {
         spin_variables: config.spin_variables.clone(),
         guest_config: config.guest_config.resolve()?,
         imports: config.imports,
+        key_value: Arc::new(config.key_value.open(&config.source, metrics)?),
         metrics: metrics.clone(),
     };
     deadline::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;

@@ -15,6 +15,7 @@ mod hardening;
 mod help;
 mod http2;
 mod id_tokens;
+mod key_value;
 mod logs;
 mod metrics;
 mod oci;

@@ -22,7 +22,8 @@ use crate::swap::{
     Build, TOKEN, active_version, assert_swapped_to, start_with_admin, version_json,
 };
 use crate::util::{
-    TestServer, assert_get, assert_hello, client, guests, send, serve_refused, sha256_hex,
+    TestServer, assert_get, assert_hello, client, free_port, guests, send, serve_refused,
+    sha256_hex,
     sha256_of, tool_runs, wait_for,
 };
 use crate::workers::{assert_all_served, assert_workers_serve};
@@ -250,11 +251,6 @@ impl Drop for LocalRegistry {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 /// `serve REFERENCE` with `flags` must refuse to start, with one error line naming
 /// `names` (the reference) and saying `reason`.
 fn assert_refused(reference: &str, flags: &[&str], names: &str, reason: &str) {

@@ -41,13 +41,13 @@ impl AppFolder {
     }
 }
 
-/// An application whose one component imports Spin's key-value interface.
-fn key_value_app() -> AppFolder {
+/// An application whose one component imports Spin's SQLite interface.
+fn sqlite_app() -> AppFolder {
     let spin_import = quoted(&guests().spin_import);
     AppFolder::new(&format!(
         "spin_manifest_version = 2\n[application]\nname = \"a\"\n\
-         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"kv\"\n\
-         [component.kv]\nsource = {spin_import}\n"
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"db\"\n\
+         [component.db]\nsource = {spin_import}\n"
     ))
 }
 
@@ -272,9 +272,9 @@ fn what_needs_spin_is_refused_at_startup_by_name() {
         (
             manifest(
                 "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"",
-                "key_value_stores = [\"default\"]",
+                "key_value_stores = [\"default\", \"sessions\"]",
             ),
-            "component `c` uses key-value stores (`key_value_stores`)",
+            "key-value store `sessions` is not configured",
         ),
         (
             manifest(
@@ -324,9 +324,9 @@ fn what_needs_spin_is_refused_at_startup_by_name() {
         assert!(stderr.contains("spin.toml"), "names the manifest: {stderr}");
     }
 
-    let stderr = serve_refused(&key_value_app().manifest(), &["--strict-imports"], &[]);
-    assert!(stderr.contains("component `kv`"), "{stderr}");
-    assert!(stderr.contains("fermyon:spin/key-value@2.0.0"), "{stderr}");
+    let stderr = serve_refused(&sqlite_app().manifest(), &["--strict-imports"], &[]);
+    assert!(stderr.contains("component `db`"), "{stderr}");
+    assert!(stderr.contains("fermyon:spin/sqlite@2.0.0"), "{stderr}");
     assert!(stderr.contains("does not implement"), "{stderr}");
     let stderr = serve_refused(&guests().spin_import, &["--strict-imports"], &[]);
     assert!(stderr.contains("does not implement"), "alone too: {stderr}");
@@ -457,9 +457,10 @@ fn workers_that_cannot_serve_the_primarys_first_version_stop_the_host() {
 
 #[tokio::test]
 async fn an_unimplemented_spin_import_loads_and_a_call_gets_its_error() {
-    let message = "`fermyon:spin/key-value@2.0.0#open` is not implemented by this host";
+    let message =
+        "`fermyon:spin/sqlite@2.0.0#[static]connection.open` is not implemented by this host";
     for server in [
-        TestServer::start(&key_value_app().manifest()),
+        TestServer::start(&sqlite_app().manifest()),
         TestServer::start(&guests().spin_import),
     ] {
         server.assert_logged("imports what this host does not implement");
@@ -467,8 +468,8 @@ async fn an_unimplemented_spin_import_loads_and_a_call_gets_its_error() {
             let response = client().get(server.url("/")).send().await.expect("GET /");
             assert_eq!(response.status(), StatusCode::OK);
             let body = response.text().await.expect("body");
-            // The interface's own error, its `other(string)` case.
-            assert_eq!(body, format!("open failed: Error::Other({message:?})"));
+            // The interface's own error, its `io(string)` case.
+            assert_eq!(body, format!("open failed: Error::Io({message:?})"));
         }
         // Logged once however often it is called.
         assert_eq!(

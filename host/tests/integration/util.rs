@@ -35,8 +35,12 @@ pub struct Guests {
     pub command: PathBuf,
     /// An HTTP handler that imports an interface no host provides.
     pub unsupported_import: PathBuf,
-    /// The same handler importing Spin's key-value interface instead.
+    /// The same handler importing Spin's SQLite interface instead.
     pub spin_import: PathBuf,
+    /// A handler with one route per `wasi:keyvalue` operation.
+    pub kv_testbed: PathBuf,
+    /// The visit counter example (`examples/rust-kv-counter`).
+    pub kv_counter: PathBuf,
 }
 
 /// The workspace root.
@@ -71,7 +75,15 @@ fn build_guests() -> Guests {
                 "-p",
                 "command",
             ])
-            .args(["-p", "unsupported-import", "--target-dir"])
+            .args([
+                "-p",
+                "unsupported-import",
+                "-p",
+                "kv-testbed",
+                "-p",
+                "rust-kv-counter",
+            ])
+            .arg("--target-dir")
             .arg(&target_dir),
         "guests for wasm32-wasip2 (rustup target add wasm32-wasip2)",
     );
@@ -119,6 +131,8 @@ fn build_guests() -> Guests {
         command: wasip2.join("command.wasm"),
         unsupported_import: wasip2.join("unsupported_import.wasm"),
         spin_import: v2_dir.join("wasm32-wasip2/release/unsupported_import.wasm"),
+        kv_testbed: wasip2.join("kv_testbed.wasm"),
+        kv_counter: wasip2.join("rust_kv_counter.wasm"),
     }
 }
 
@@ -426,6 +440,12 @@ pub fn read_until_closed(stream: &mut TcpStream, patience: Duration) -> Option<V
             Err(_) => return Some(received),
         }
     }
+}
+
+/// A port free on 127.0.0.1 a moment ago, for a server that cannot bind port 0 itself.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
 }
 
 /// Calls `check` every 20 ms until it returns something or `timeout` has passed.

@@ -1,7 +1,7 @@
 //! An HTTP handler that also imports `test:unsupported/secrets`, an interface no
 //! wasi:http host provides: a host must refuse it at load time. With the `spin` feature it
-//! imports Spin's `fermyon:spin/key-value@2.0.0` instead, which only Spin implements,
-//! opens the `default` store on every request and answers with what the host said.
+//! imports Spin's `fermyon:spin/sqlite@2.0.0` instead, which only Spin implements,
+//! opens the `default` database on every request and answers with what the host said.
 
 #[cfg(not(feature = "spin"))]
 wit_bindgen::generate!({
@@ -20,20 +20,20 @@ wit_bindgen::generate!({
 wit_bindgen::generate!({
     inline: r#"
         package fermyon:spin@2.0.0;
-        interface key-value {
-            resource store {
-                open: static func(label: string) -> result<store, error>;
-                get: func(key: string) -> result<option<list<u8>>, error>;
+        interface sqlite {
+            resource connection {
+                open: static func(database: string) -> result<connection, error>;
             }
             variant error {
-                store-table-full,
-                no-such-store,
+                no-such-database,
                 access-denied,
-                other(string),
+                invalid-connection,
+                database-full,
+                io(string),
             }
         }
-        world needs-key-value {
-            import key-value;
+        world needs-sqlite {
+            import sqlite;
         }
     "#,
 });
@@ -41,12 +41,8 @@ wit_bindgen::generate!({
 /// What the imported function said.
 #[cfg(feature = "spin")]
 fn imported_secret() -> String {
-    match fermyon::spin::key_value::open("default") {
-        Ok(_) => "opened the default store".to_owned(),
-        // wit-bindgen 0.62 names the type in its `Debug` output; the variant is enough.
-        Err(fermyon::spin::key_value::Error::Other(message)) => {
-            format!("open failed: Other({message:?})")
-        }
+    match fermyon::spin::sqlite::Connection::open("default") {
+        Ok(_) => "opened the default database".to_owned(),
         Err(error) => format!("open failed: {error:?}"),
     }
 }

@@ -214,6 +214,7 @@ mod tests {
             variables: Default::default(),
             files,
             exclude_files: exclude_files.iter().map(|p| p.to_string()).collect(),
+            key_value_stores: Vec::new(),
         }
     }
 

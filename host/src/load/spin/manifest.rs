@@ -1,9 +1,9 @@
 //! Spin application manifests (`spin.toml`, version 2): what this host can run of them.
 //!
 //! An application here is a set of `wasi:http` components (WASI 0.2 or 0.3) behind HTTP
-//! routes, each with its own outbound allowlist, environment, variables and files.
-//! Everything else a manifest can ask for needs Spin's own runtime (key-value stores,
-//! SQLite, service chaining, Redis triggers, Wagi): it is refused with a message that
+//! routes, each with its own outbound allowlist, environment, variables, files and
+//! key-value stores. Everything else a manifest can ask for needs Spin's own runtime
+//! (SQLite, service chaining, Redis triggers, Wagi): it is refused with a message that
 //! names it, never ignored, so an application never starts without something it asked
 //! for. Keys used only by Spin's tooling (`build`, `tool`, descriptions) are accepted
 //! and ignored.
@@ -53,6 +53,8 @@ pub struct ComponentSpec {
     pub files: Vec<FileSpec>,
     /// Glob patterns, relative to the manifest's folder, of files never made visible.
     pub exclude_files: Vec<String>,
+    /// The key-value stores it may open (`key_value_stores`).
+    pub key_value_stores: Vec<String>,
 }
 
 /// One `files` entry, with its source resolved against the manifest's folder.
@@ -350,9 +352,6 @@ impl ComponentTable {
         let refuse = |what: &str| -> Result<ComponentSpec> {
             bail!("component `{id}` uses {what}, which needs Spin; this host does not provide it")
         };
-        if !self.key_value_stores.is_empty() {
-            return refuse("key-value stores (`key_value_stores`)");
-        }
         if !self.sqlite_databases.is_empty() {
             return refuse("SQLite databases (`sqlite_databases`)");
         }
@@ -405,6 +404,7 @@ impl ComponentTable {
             environment: self.environment.into_iter().collect(),
             files,
             exclude_files: self.exclude_files,
+            key_value_stores: self.key_value_stores,
         })
     }
 }
@@ -595,7 +595,6 @@ mod tests {
     #[test]
     fn what_needs_spin_is_refused_by_name() {
         for (extra, named) in [
-            ("key_value_stores = [\"default\"]", "key_value_stores"),
             ("sqlite_databases = [\"default\"]", "sqlite_databases"),
             ("ai_models = [\"llama2-chat\"]", "ai_models"),
             (

@@ -4,4 +4,5 @@
 pub mod files;
 pub mod manifest;
 pub mod routes;
+pub mod runtime_config;
 pub mod variables;
