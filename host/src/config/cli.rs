@@ -320,6 +320,7 @@ pub struct CallerArgs {
     /// they are kept for an hour, and fetched again sooner for an unknown key.
     #[arg(long, value_name = "URL", env = "WASI_HOST_ID_TOKEN_JWKS_URL", default_value = DEFAULT_ID_TOKEN_JWKS_URL)]
     pub id_token_jwks_url: http::Uri,
+}
 
 /// Where guests' key-value stores keep their data, and what a request may ask of them.
 #[derive(Debug, Args)]

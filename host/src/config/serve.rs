@@ -11,8 +11,7 @@ use bytesize::ByteSize;
 
 use super::cli::{
     CallerArgs, InstanceArgs, KeyValueArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs,
-    ServeArgs,
-    SwapArgs,
+    ServeArgs, SwapArgs,
 };
 use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};

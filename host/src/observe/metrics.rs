@@ -200,6 +200,7 @@ impl Metrics {
                 "connections_refused",
                 "Connections closed at once because too many were open",
                 Counter::default(),
+            ),
             key_value_operations: register.counter_family(
                 "key_value_operations",
                 "Key-value operations guests ran, by store and operation",
@@ -321,6 +322,8 @@ impl Metrics {
     /// A connection was closed at once: too many were open.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
     /// A guest's `operation` on key-value store `store` took `duration`, and failed in
     /// the store unless `succeeded`.
     pub fn key_value_operation(

@@ -2,7 +2,7 @@
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
-use super::keyvalue::KeyValueLimits;
+use super::keyvalue::guest::KeyValueLimits;
 
 /// Per-instance caps and the concurrency the pool is sized for.
 #[derive(Debug, Clone)]

@@ -13,7 +13,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::deadline;
 use super::env::GuestEnv;
-use super::keyvalue::{KeyValueContext, StoreGrant};
+use super::keyvalue::guest::KeyValueContext;
+use super::keyvalue::stores::StoreGrant;
 use super::limits::InstanceLimits;
 use super::occupancy::Occupancy;
 use super::outbound::{Outbound, OutboundHooks};
@@ -83,14 +84,16 @@ impl InstanceState {
     }
 }
 
-impl WithVariables for InstanceState {
-    fn variables(&self) -> &Variables {
-        &self.variables
-    }
-
+impl InstanceState {
     /// The instance's key-value state, and the table its opened stores live in.
     pub fn key_value(&mut self) -> (&mut KeyValueContext, &mut ResourceTable) {
         (&mut self.key_value, &mut self.table)
+    }
+}
+
+impl WithVariables for InstanceState {
+    fn variables(&self) -> &Variables {
+        &self.variables
     }
 }
 

@@ -5,7 +5,7 @@
 //! installs both tools; without them these tests fail, saying how to install them.
 
 use std::convert::Infallible;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,7 @@ use crate::swap::{
 };
 use crate::util::{
     TestServer, assert_get, assert_hello, client, free_port, guests, send, serve_refused,
-    sha256_hex,
-    sha256_of, tool_runs, wait_for,
+    sha256_hex, sha256_of, tool_runs, wait_for,
 };
 use crate::workers::{assert_all_served, assert_workers_serve};
 

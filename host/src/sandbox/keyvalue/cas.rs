@@ -8,9 +8,10 @@ use std::sync::Arc;
 use wasmtime::component::{ComponentType, Lift, LinkerInstance, Lower, Resource, ResourceType};
 use wasmtime::{Result, StoreContextMut};
 
+use super::drafts::{Draft2, WasiError};
+use super::guest::KeyValueError;
+use super::linking::Opened;
 use super::stores::NamedStore;
-use super::wasi::{Draft2, WasiError};
-use super::{KeyValueError, Opened};
 use crate::sandbox::store::InstanceState;
 
 /// A key and the value it held when read.

@@ -7,7 +7,8 @@ use wasmtime::component::{
 };
 use wasmtime::{Result, StoreContextMut};
 
-use super::{Blocking, Calling, Concurrent, KeyValueError, Opened, add_store_resource};
+use super::guest::KeyValueError;
+use super::linking::{Blocking, Calling, Concurrent, Opened, add_store_resource};
 use crate::sandbox::store::InstanceState;
 
 /// Both versions' `error`.

@@ -6,29 +6,10 @@
 use wasmtime::component::{ComponentType, Lift, Linker, LinkerInstance, Lower, Resource};
 use wasmtime::{Result, StoreContextMut};
 
-use super::{Blocking, Calling, KeyValueError, Opened, add_store_resource};
+use super::drafts::{Draft, Draft2, WasiError};
+use super::guest::KeyValueError;
+use super::linking::{Blocking, Calling, Opened, add_store_resource};
 use crate::sandbox::store::InstanceState;
-
-/// The drafts' `error`.
-#[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lift, Lower)]
-#[component(variant)]
-pub enum WasiError {
-    #[component(name = "no-such-store")]
-    NoSuchStore,
-    #[component(name = "access-denied")]
-    AccessDenied,
-    #[component(name = "other")]
-    Other(String),
-}
-
-impl From<KeyValueError> for WasiError {
-    fn from(error: KeyValueError) -> Self {
-        match error {
-            KeyValueError::AccessDenied => Self::AccessDenied,
-            KeyValueError::Other(message) => Self::Other(message),
-        }
-    }
-}
 
 /// `key-response`, its cursor a string (`draft2`) or a number (`draft`).
 #[derive(Debug, Clone, ComponentType, Lift, Lower)]
@@ -37,11 +18,6 @@ pub struct KeyResponse<C> {
     keys: Vec<String>,
     cursor: Option<C>,
 }
-
-/// The bucket of `0.2.0-draft2`.
-pub struct Draft2;
-/// The bucket of `0.2.0-draft`.
-pub struct Draft;
 
 type Bucket<I> = Resource<Opened<I>>;
 
