@@ -468,7 +468,7 @@ async fn an_unimplemented_spin_import_loads_and_a_call_gets_its_error() {
             assert_eq!(response.status(), StatusCode::OK);
             let body = response.text().await.expect("body");
             // The interface's own error, its `other(string)` case.
-            assert_eq!(body, format!("open failed: Error::Other({message:?})"));
+            assert_eq!(body, format!("open failed: Other({message:?})"));
         }
         // Logged once however often it is called.
         assert_eq!(

@@ -41,7 +41,7 @@ wit_bindgen::generate!({
 /// What the imported function said.
 #[cfg(feature = "spin")]
 fn imported_secret() -> String {
-    match fermyon::spin::key_value::open("default") {
+    match fermyon::spin::key_value::Store::open("default") {
         Ok(_) => "opened the default store".to_owned(),
         // wit-bindgen 0.62 names the type in its `Debug` output; the variant is enough.
         Err(fermyon::spin::key_value::Error::Other(message)) => {
