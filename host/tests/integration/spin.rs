@@ -457,7 +457,8 @@ fn workers_that_cannot_serve_the_primarys_first_version_stop_the_host() {
 
 #[tokio::test]
 async fn an_unimplemented_spin_import_loads_and_a_call_gets_its_error() {
-    let message = "`fermyon:spin/key-value@2.0.0#open` is not implemented by this host";
+    let message =
+        "`fermyon:spin/key-value@2.0.0#[static]store.open` is not implemented by this host";
     for server in [
         TestServer::start(&key_value_app().manifest()),
         TestServer::start(&guests().spin_import),
