@@ -56,7 +56,11 @@ fn host(named: &Upstream, other: &Upstream, metadata: &FakeServer) -> TestServer
             "--outbound-id-token",
             &named.origin(),
         ],
-        &[("GCE_METADATA_HOST", &metadata.host())],
+        // A project of its own, so that the metadata server is asked for tokens only.
+        &[
+            ("GCE_METADATA_HOST", &metadata.host()),
+            ("GOOGLE_CLOUD_PROJECT", "test-project"),
+        ],
     )
 }
 

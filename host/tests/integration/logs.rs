@@ -402,7 +402,14 @@ fn json_startup_errors_are_entries_and_bad_formats_are_refused() {
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let error: Value = serde_json::from_str(stderr.trim()).expect("one JSON entry");
+    let entries: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line a JSON entry"))
+        .collect();
+    let error = entries
+        .iter()
+        .find(|entry| entry["severity"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR entry in {stderr}"));
     assert_eq!(error["severity"], "ERROR");
     assert!(
         error["message"]

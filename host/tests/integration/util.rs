@@ -164,9 +164,6 @@ pub fn host_binary() -> Command {
     in_test_environment(Command::new(env!("CARGO_BIN_EXE_wasi-host")))
 }
 
-/// `command` (the host, or what starts it) in the environment tests run the host in:
-/// without platform variables.
-
 /// The `wasi-host` binary under test, as [`host_binary`], allowed at most `limit` open
 /// files (run by util-linux's `prlimit`).
 pub fn host_binary_with_open_file_limit(limit: u32) -> Command {
