@@ -157,11 +157,17 @@ where
     }
 }
 
+/// The instance a guest's response body comes from, held until the body ends.
+pub trait GuestSource: Send + Sync + 'static {
+    /// Whether the instance failed: a body that ends then was cut off.
+    fn failed(&self) -> bool;
+}
+
 /// Every response the host sends: a guest's body, watched for a guest failure, or a
 /// short body the host wrote itself.
 pub struct ResponseBody {
     inner: WasiBody,
-    guest_failed: Option<Arc<AtomicBool>>,
+    source: Option<Box<dyn GuestSource>>,
     /// The request's admission slot: a request counts against the concurrency cap until
     /// its body has been sent or dropped.
     _slot: Option<OwnedSemaphorePermit>,
@@ -173,20 +179,20 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    /// A guest's body. If `guest_failed` is set when it ends (the guest's instance
+    /// A guest's body. If its `source` has failed when it ends (the guest's instance
     /// failed before finishing it), it ends in an error, so the client sees an aborted
     /// response rather than a complete-looking truncated one.
     /// `client_present` fires if the body is dropped before its end (the client went
     /// away), and not otherwise.
     pub fn from_guest(
         inner: WasiBody,
-        guest_failed: Option<Arc<AtomicBool>>,
+        source: Option<Box<dyn GuestSource>>,
         slot: OwnedSemaphorePermit,
         client_present: DropGuard,
     ) -> Self {
         Self {
             inner,
-            guest_failed,
+            source,
             _slot: Some(slot),
             client_gone: Some(client_present.disarm()),
             ended: false,
@@ -199,7 +205,7 @@ impl ResponseBody {
             inner: http_body_util::Full::new(bytes)
                 .map_err(|never| match never {})
                 .boxed_unsync(),
-            guest_failed: None,
+            source: None,
             _slot: None,
             client_gone: None,
             ended: false,
@@ -232,12 +238,7 @@ impl Body for ResponseBody {
             // The guest's body ends cleanly both when it finished the body and when its
             // instance died with the body open; only the instance's fate tells them
             // apart. It is recorded before the instance is dropped, so it is current here.
-            Poll::Ready(None)
-                if self
-                    .guest_failed
-                    .as_ref()
-                    .is_some_and(|failed| failed.load(Ordering::Acquire)) =>
-            {
+            Poll::Ready(None) if self.source.as_ref().is_some_and(|source| source.failed()) => {
                 Poll::Ready(Some(Err(Error::HttpResponseIncomplete)))
             }
             other => other,

@@ -1,8 +1,6 @@
 //! How a request that went into an instance ended, when its guest gave no response: the
 //! errors of the instance pool, sorted into [`Failure`]s and counted.
 
-use std::sync::atomic::Ordering;
-
 use tokio::time::Instant;
 use wasmtime::{PoolConcurrencyLimitError, Trap};
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
@@ -35,9 +33,7 @@ pub fn failure_of(error: wasmtime::Error, ticket: &Ticket, metrics: &Metrics) ->
     }
     // A 0.2 guest that traps drops its response outparam with its instance, so the
     // request sees only the missing response; the instance's flag says why.
-    let instance_failed = ticket
-        .instance_failed()
-        .is_some_and(|failed| failed.load(Ordering::Acquire));
+    let instance_failed = ticket.instance_failed();
     let trapped = error.is::<TrapOrPanicError>() || error.chain().any(|cause| cause.is::<Trap>());
     if trapped || instance_failed {
         let error = one_line(&format!("{error:#}"));

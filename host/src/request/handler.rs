@@ -16,7 +16,7 @@ use tracing::Span;
 use super::admission::{Admission, Slot};
 use super::failure::Failure;
 use super::guest_call::failure_of;
-use crate::http::body::{IdleTimeoutBody, LimitedBody, ResponseBody};
+use crate::http::body::{GuestSource, IdleTimeoutBody, LimitedBody, ResponseBody};
 use crate::http::response::declared_length;
 use crate::observe::metrics::{GuestFailure, Metrics};
 use crate::observe::summary::RepeatedWarnings;
@@ -140,9 +140,11 @@ impl Handler {
         let error =
             match tokio::time::timeout_at(deadline, pool.handle(ticket.clone(), request)).await {
                 Ok(Ok(response)) => {
-                    let failed = ticket.instance_failed();
+                    let source = ticket
+                        .landing()
+                        .map(|landing| Box::new(landing) as Box<dyn GuestSource>);
                     return Ok(response
-                        .map(|body| ResponseBody::from_guest(body, failed, slot, client_present)));
+                        .map(|body| ResponseBody::from_guest(body, source, slot, client_present)));
                 }
                 Ok(Err(error)) => error,
                 // Dropping `client_present` here stops an instance serving this

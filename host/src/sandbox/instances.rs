@@ -3,16 +3,20 @@
 //! takes requests from a shared queue while [`ReusePolicy`] allows, and drops the
 //! instance when it has been idle for long, has served its share, has a request past
 //! its deadline, or failed, or when the client of the one request it serves went away.
+//! A request counts against [`ReusePolicy::max_concurrent`] until its response has
+//! ended, not only until its guest answered: a guest still streaming a body is still
+//! serving it, and a trap cuts off every response the instance streams.
 //! A failure (a trap, a memory cap reached) is the instance's:
 //! every request it holds fails, and it is never used again.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant as StdInstant};
 
+use atomic_waker::AtomicWaker;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wasmtime::component::GuestTaskId;
@@ -25,6 +29,7 @@ use wasmtime_wasi_http::handler::{
 
 use super::occupancy::{Occupancy, Presence, Visitor};
 use super::store::{InstanceRecipe, InstanceState, new_store};
+use crate::http::body::GuestSource;
 use crate::observe::metrics::Metrics;
 use crate::observe::telemetry::one_line;
 
@@ -62,13 +67,49 @@ pub struct Ticket {
     pub visitor: Visitor,
     /// Cancelled when the request's client went away before the end of its response.
     abandoned: CancellationToken,
-    /// Filled with the instance's failure flag when the request lands in one.
-    landed: Arc<OnceLock<FailureFlag>>,
+    /// Filled when the request lands in an instance.
+    landed: Arc<OnceLock<Landing>>,
 }
 
-/// Set when an instance failed: bodies it is still streaming end in an error rather
-/// than looking complete, and it takes no more requests.
-pub type FailureFlag = Arc<AtomicBool>;
+/// What an instance's requests share of its fate.
+#[derive(Debug, Default)]
+struct Health {
+    /// Set when the instance failed: bodies it is still streaming end in an error
+    /// rather than looking complete, and it takes no more requests.
+    failed: AtomicBool,
+    /// Requests landed in the instance whose response has not ended yet.
+    open: AtomicUsize,
+    /// The instance's worker, woken when a response ends: it may take the next request.
+    worker: AtomicWaker,
+}
+
+/// A request's place in the instance it landed in, held until its response has ended
+/// (or it got none).
+#[derive(Debug, Clone)]
+pub struct Landing(Arc<Landed>);
+
+#[derive(Debug)]
+struct Landed(Arc<Health>);
+
+impl Landing {
+    fn new(health: &Arc<Health>) -> Self {
+        health.open.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::new(Landed(health.clone())))
+    }
+}
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.worker.wake();
+    }
+}
+
+impl GuestSource for Landing {
+    fn failed(&self) -> bool {
+        self.0.0.failed.load(Ordering::Acquire)
+    }
+}
 
 impl Ticket {
     pub fn new(visitor: Visitor, abandoned: CancellationToken) -> Self {
@@ -79,15 +120,20 @@ impl Ticket {
         }
     }
 
-    /// The failure flag of the instance the request landed in, once it has.
-    pub fn instance_failed(&self) -> Option<FailureFlag> {
+    /// The request's place in the instance it landed in, once it has.
+    pub fn landing(&self) -> Option<Landing> {
         self.landed.get().cloned()
+    }
+
+    /// Whether the instance the request landed in has failed.
+    pub fn instance_failed(&self) -> bool {
+        self.landed.get().is_some_and(GuestSource::failed)
     }
 
     /// Retires the instance the request landed in: its guest trapped while serving it.
     pub fn fail_instance(&self) {
-        if let Some(failed) = self.landed.get() {
-            failed.store(true, Ordering::Release);
+        if let Some(landing) = self.landed.get() {
+            landing.0.0.failed.store(true, Ordering::Release);
         }
     }
 }
@@ -124,6 +170,7 @@ impl HandlerState for Instances {
             InstanceState::new(&self.recipe, &occupancy).map_err(wasmtime::Error::from_anyhow)?;
         let mut store = new_store(&self.engine, state);
         let client = ClientWatch::default();
+        let health = Arc::new(Health::default());
         let instantiating = StdInstant::now();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instantiated(instantiating.elapsed());
@@ -137,11 +184,12 @@ impl HandlerState for Instances {
                 request_timeout: self.request_timeout,
                 sleep: Box::pin(tokio::time::sleep(self.request_timeout)),
                 client: client.clone(),
+                health: health.clone(),
             },
             state: Worker {
                 occupancy,
                 client,
-                failed: FailureFlag::default(),
+                health,
                 reuse: self.reuse,
                 metrics: self.metrics.clone(),
             },
@@ -153,7 +201,7 @@ impl HandlerState for Instances {
 pub struct Worker {
     occupancy: Arc<Occupancy>,
     client: ClientWatch,
-    failed: FailureFlag,
+    health: Arc<Health>,
     reuse: ReusePolicy,
     metrics: Arc<Metrics>,
 }
@@ -163,9 +211,12 @@ impl WorkerState for Worker {
     type RequestData = Ticket;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        if self.failed.load(Ordering::Acquire) || total >= self.reuse.max_requests {
+        // `concurrent` counts the guest calls still to answer; a request whose client
+        // went away is no longer open, but its guest may still be working.
+        let serving = concurrent.max(self.health.open.load(Ordering::Acquire));
+        if self.health.failed.load(Ordering::Acquire) || total >= self.reuse.max_requests {
             ShouldAccept::Never
-        } else if concurrent >= self.reuse.max_concurrent {
+        } else if serving >= self.reuse.max_concurrent {
             ShouldAccept::No
         } else {
             ShouldAccept::Yes
@@ -178,7 +229,7 @@ impl WorkerState for Worker {
         ticket: Ticket,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        let _ = ticket.landed.set(self.failed.clone());
+        let _ = ticket.landed.set(Landing::new(&self.health));
         let deadline = ticket.visitor.deadline;
         // An instance serving requests one at a time works for this client alone, and
         // is stopped when the client goes away. One serving several at once finishes
@@ -201,7 +252,7 @@ impl WorkerState for Worker {
             Ok(()) => tracing::debug!(instance_id, "instance retired"),
             Err(error) => {
                 // Before the store goes, so that a body it was streaming ends in an error.
-                self.failed.store(true, Ordering::Release);
+                self.health.failed.store(true, Ordering::Release);
                 let error = one_line(&format!("{error:#}"));
                 tracing::warn!(instance_id, "instance retired after a failure: {error}");
             }
@@ -212,13 +263,15 @@ impl WorkerState for Worker {
 }
 
 /// When an instance is dropped: idle for [`ReusePolicy::idle_timeout`], serving alone a
-/// request whose client went away, or working on a request for longer than the request timeout (a guest that computes without end is
-/// stopped this way, since the epoch callback makes it yield).
+/// request whose client went away, or working on a request for longer than the request
+/// timeout (a guest that computes without end is stopped this way, since the epoch
+/// callback makes it yield).
 pub struct Expiry {
     idle_timeout: Duration,
     request_timeout: Duration,
     sleep: Pin<Box<Sleep>>,
     client: ClientWatch,
+    health: Arc<Health>,
 }
 
 /// Ready when the client of the request an instance serves alone has gone away. It is
@@ -238,6 +291,9 @@ impl WorkerExpiration for Expiry {
         status: WorkerStatus,
         start: StdInstant,
     ) -> Poll<()> {
+        // Polled from outside the guest's event loop whenever it waits: the place a
+        // response's end can wake the worker to take another request.
+        self.health.worker.register(cx.waker());
         if let Some(client_gone) = lock(&self.client).as_mut()
             && client_gone.as_mut().poll(cx).is_ready()
         {

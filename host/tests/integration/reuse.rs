@@ -126,6 +126,28 @@ async fn a_trap_fails_the_requests_of_its_instance_and_the_instance_is_dropped()
 }
 
 #[tokio::test]
+async fn an_instance_serving_one_at_a_time_takes_no_request_while_a_body_streams() {
+    let server = reusing(
+        &guests().p3_testbed,
+        &["--max-instance-concurrent-reuse-count", "1"],
+    );
+    // The head of the slow body comes back at once, its chunks over 1.2 s; a trap sent
+    // meanwhile must find another instance, or it would cut the body off.
+    let slow = get(&server, "/slow-body?chunks=4&ms=400");
+    let trap = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        get(&server, "/trap").await
+    };
+    let ((slow_status, slow_body), (trap_status, _)) = join(slow, trap).await;
+    assert_eq!(trap_status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        (slow_status, slow_body.as_str()),
+        (StatusCode::OK, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n")
+    );
+    server.assert_logged("instance retired after a failure");
+}
+
+#[tokio::test]
 async fn a_trap_in_a_reused_wasi_0_2_instance_drops_it() {
     let server = reusing(&guests().testbed, &["--max-instance-reuse-count", "10"]);
     assert_eq!(counts(&server, 2).await, [1, 2]);
