@@ -235,7 +235,11 @@ async fn chaos(component: &Path, flags: &[&str]) {
     assert_eq!(total, REQUESTS);
     for ((kind, status), count) in &outcomes {
         let status = status.unwrap_or_else(|| panic!("{count} good requests were cut off"));
-        assert_eq!(status, kind.expected(), "{count} {kind:?} requests got {status}");
+        assert_eq!(
+            status,
+            kind.expected(),
+            "{count} {kind:?} requests got {status}"
+        );
     }
     assert!(slow_opened >= SLOW_CLIENTS);
     assert_eq!(
