@@ -28,6 +28,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "300s";
 /// Default drain time on SIGTERM: under Cloud Run's 10 s between SIGTERM and SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "8s";
 
+/// Default wait for a worker's answer to the first process: time to compile a large
+/// component on one CPU, as a worker does when it reads a Spin application itself.
+pub const DEFAULT_WORKER_CONTROL_TIMEOUT: &str = "60s";
+
 /// Default concurrency cap: Cloud Run's default `containerConcurrency`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 80;
 
@@ -498,6 +502,12 @@ pub struct ProcessArgs {
     /// process serves the admin and metrics endpoints for all.
     #[arg(long, env = "WASI_HOST_WORKERS", default_value = "1")]
     pub workers: WorkerCount,
+    /// Longest the first process waits for another's answer: to load a new version, to
+    /// serve it, to say what it serves or to send its metrics. A swap that a worker does
+    /// not load in time fails; a worker that does not serve it in time is stopped, and
+    /// the host with it, so that no two versions are ever served side by side.
+    #[arg(long, env = "WASI_HOST_WORKER_CONTROL_TIMEOUT", default_value = DEFAULT_WORKER_CONTROL_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub worker_control_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests before exiting; keep it under the
     /// platform's grace period (Cloud Run: 10s).
     #[arg(long, env = "WASI_HOST_SHUTDOWN_TIMEOUT", default_value = DEFAULT_SHUTDOWN_TIMEOUT, value_parser = humantime::parse_duration)]

@@ -10,8 +10,8 @@ use anyhow::{Result, bail, ensure};
 use bytesize::ByteSize;
 
 use super::cli::{
-    CallerArgs, InstanceArgs, KeyValueArgs, ListenArgs, OutboundArgs, RegistryArgs, RequestArgs,
-    ServeArgs, SwapArgs,
+    CallerArgs, InstanceArgs, KeyValueArgs, ListenArgs, OutboundArgs, ProcessArgs, RegistryArgs,
+    RequestArgs, ServeArgs, SwapArgs,
 };
 use super::environment::HostEnv;
 use super::workers::{SECONDARY_ENV, SecondaryRole};
@@ -71,6 +71,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Longest the drain after SIGTERM may take.
     pub shutdown_timeout: Duration,
+    /// Longest the primary waits for a secondary's answer.
+    pub worker_control_timeout: Duration,
     pub instance: InstanceLimits,
     pub reuse: ReuseSettings,
     /// What becomes of imports the host does not implement.
@@ -204,6 +206,7 @@ impl ServeArgs {
             addr,
             request_timeout: self.requests.request_timeout,
             shutdown_timeout: self.processes.shutdown_timeout,
+            worker_control_timeout: self.processes.worker_control_timeout()?,
             instance,
             reuse: self.instances.reuse(),
             imports: if self.instances.strict_imports {
@@ -563,6 +566,16 @@ fn store_spec(entry: &str) -> Result<StoreSpec> {
     })
 }
 
+impl ProcessArgs {
+    fn worker_control_timeout(&self) -> Result<Duration> {
+        ensure!(
+            !self.worker_control_timeout.is_zero(),
+            "--worker-control-timeout must be more than zero"
+        );
+        Ok(self.worker_control_timeout)
+    }
+}
+
 impl SwapArgs {
     /// The admin endpoint's settings, its token from `env`; `None` when it is off.
     fn admin(&self, env: &HostEnv) -> Result<Option<AdminConfig>> {
@@ -880,6 +893,7 @@ mod tests {
         let registry = configure("hello.wasm", &[], &empty).unwrap().registry;
         assert_eq!(registry.credentials, Credentials::default());
         assert!(refused(&["--registry-timeout", "0s"]).contains("more than zero"));
+        assert!(refused(&["--worker-control-timeout", "0s"]).contains("more than zero"));
     }
 
     #[test]

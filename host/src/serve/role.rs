@@ -52,7 +52,7 @@ impl Role {
         let secondaries = if secondary_sockets.is_empty() {
             None
         } else {
-            Some(Secondaries::start(secondary_sockets).await?)
+            Some(Secondaries::start(secondary_sockets, config.worker_control_timeout).await?)
         };
         // The primary serves meanwhile: the secondaries listen once they have it.
         let handover = secondaries.as_ref().map(|started| {

@@ -14,6 +14,7 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustix::process::{Pid, Signal, kill_process};
 use tokio::net::UnixStream;
 use tokio::process::Command;
 use tokio::sync::{Mutex, mpsc};
@@ -59,19 +60,47 @@ fn bare_request(method: Method, path: &str) -> Request<Full<Bytes>> {
 /// The primary's connection to one secondary.
 struct Link {
     number: u32,
-    sender: Mutex<SendRequest<Full<Bytes>>>,
+    pid: Option<Pid>,
+    sender: Arc<Mutex<SendRequest<Full<Bytes>>>>,
+    /// Longest one exchange may take, waiting for the connection included.
+    timeout: Duration,
 }
 
 impl Link {
-    /// Sends `request` and reads the whole answer.
+    /// Sends `request` and reads the whole answer, within the link's timeout.
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, String)> {
-        let mut sender = self.sender.lock().await;
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        // An exchange given up on still runs to its end: dropped midway, it would close
+        // the control connection, which the secondary takes for the primary gone.
+        let exchange = tokio::spawn(exchange(self.sender.clone(), request));
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(finished) => finished.context("the control task failed")?,
+            Err(_elapsed) => bail!(
+                "no answer within {} (--worker-control-timeout)",
+                humantime::format_duration(self.timeout)
+            ),
+        }
     }
+
+    fn kill(&self) {
+        let Some(pid) = self.pid else { return };
+        if let Err(error) = kill_process(pid, Signal::KILL) {
+            tracing::warn!("cannot kill worker {}: {error}", self.number);
+        }
+    }
+}
+
+/// Sends `request` on `sender` once the answer to the one before has come, and reads
+/// the whole answer.
+async fn exchange(
+    sender: Arc<Mutex<SendRequest<Full<Bytes>>>>,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, String)> {
+    let mut sender = sender.lock().await;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The secondaries, as the primary reaches them.
@@ -105,22 +134,24 @@ impl SecondaryLinks {
         Ok(())
     }
 
-    /// Has every secondary serve the version it loaded last.
+    /// Has every secondary serve the version it loaded last. One that does not is
+    /// killed: the host then stops, as for any lost worker, rather than serve two versions.
     async fn publish_each(&self) {
         for link in &self.links {
-            match link.send(bare_request(Method::POST, PUBLISH_PATH)).await {
+            let failure = match link.send(bare_request(Method::POST, PUBLISH_PATH)).await {
                 Ok((StatusCode::OK, outcome)) => {
                     tracing::info!("worker {} follows: {outcome}", link.number);
+                    continue;
                 }
-                Ok((status, message)) => tracing::error!(
-                    "worker {} did not publish the new version ({status}): {message}",
-                    link.number
-                ),
-                Err(error) => tracing::error!(
-                    "worker {} did not publish the new version: {error:#}",
-                    link.number
-                ),
-            }
+                Ok((status, message)) => format!("({status}) {message}"),
+                Err(error) => format!("{error:#}"),
+            };
+            tracing::error!(
+                "worker {} did not publish the new version: {failure}; stopping it, so \
+                 that no two versions are served",
+                link.number
+            );
+            link.kill();
         }
     }
 
@@ -186,8 +217,8 @@ pub struct Secondaries {
 
 impl Secondaries {
     /// Starts a secondary for each of `listeners`, numbered from 2: the sockets they
-    /// accept connections from.
-    pub async fn start(listeners: Vec<OwnedFd>) -> Result<Self> {
+    /// accept connections from. Each answers the primary within `control_timeout`.
+    pub async fn start(listeners: Vec<OwnedFd>, control_timeout: Duration) -> Result<Self> {
         let executable =
             std::env::current_exe().context("cannot find this executable to start workers")?;
         let count = listeners.len() + 1;
@@ -225,7 +256,9 @@ impl Secondaries {
             tracing::info!("started worker {number} of {count} (pid {pid})");
             links.push(Link {
                 number,
-                sender: Mutex::new(sender),
+                pid: Pid::from_raw(i32::try_from(pid).unwrap_or_default()),
+                sender: Arc::new(Mutex::new(sender)),
+                timeout: control_timeout,
             });
         }
         let running = links.len();

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
@@ -301,15 +301,54 @@ async fn the_concurrency_cap_and_queue_are_shared_out_over_the_workers() {
     assert_eq!(ok + busy, 12);
 }
 
+/// Sends `signal` (a name such as `STOP`) to process `pid`.
+fn signal_pid(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} {pid} failed");
+}
+
+#[tokio::test]
+async fn a_worker_that_does_not_answer_fails_the_swap_in_time() {
+    let (_dir, path) = component_copy();
+    let (server, admin) =
+        start_with_admin(&path, &["--workers", "2", "--worker-control-timeout", "1s"]);
+    let secondary = secondary_pid(&server);
+    signal_pid(secondary, "STOP");
+    let started = Instant::now();
+    let reply = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
+    let took = started.elapsed();
+    signal_pid(secondary, "CONT");
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        reply
+            .text()
+            .contains("worker 2 could not load generation 2: no answer within 1s"),
+        "{}",
+        reply.text()
+    );
+    assert!(took < Duration::from_secs(10), "the swap took {took:?}");
+    assert_all_served(&server, "v1", 10).await;
+    assert_workers_serve(&admin, 2, 1, &sha256_of(Build::V1.file())).await;
+    // Once it answers again, the next swap reaches it.
+    let reply = put_component(&admin, Some(TOKEN), Build::V2.bytes()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_all_served(&server, "v2", 20).await;
+    assert_workers_serve(&admin, 2, 2, &sha256_of(Build::V2.file())).await;
+}
+
 #[tokio::test]
 async fn losing_a_worker_stops_the_host() {
     let mut server = TestServer::start_with(&guests().testbed, &["--workers", "2"]);
     let secondary = secondary_pid(&server);
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &secondary.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    signal_pid(secondary, "KILL");
     let status = server.wait_exit(Duration::from_secs(15));
     assert!(!status.success(), "{status}");
     server.assert_logged("worker 2 exited (signal: 9 (SIGKILL)); stopping");
