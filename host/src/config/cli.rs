@@ -191,8 +191,9 @@ pub struct ListenArgs {
     /// close sooner, at `--header-read-timeout`).
     #[arg(long, env = "WASI_HOST_IDLE_CONNECTION_TIMEOUT", default_value = DEFAULT_IDLE_CONNECTION_TIMEOUT, value_parser = humantime::parse_duration)]
     pub idle_connection_timeout: Duration,
-    /// Longest a response may wait for a client that does not read it; then the
-    /// connection is closed and the request's slot freed.
+    /// Longest a response may wait for a client that does not read it (over HTTP/2, also
+    /// a stream the client grants no flow-control window); then the connection is closed
+    /// and the request's slot freed.
     #[arg(long, env = "WASI_HOST_RESPONSE_WRITE_TIMEOUT", default_value = DEFAULT_RESPONSE_WRITE_TIMEOUT, value_parser = humantime::parse_duration)]
     pub response_write_timeout: Duration,
     /// Connections open at once on the serving port, per process; past it a new

@@ -1,9 +1,11 @@
 //! One accepted connection, watched for what ties it up without doing work: a client
 //! that never sends its first request (or half the HTTP/2 preface, or only HTTP/2
 //! settings), an HTTP/2 connection left open with no stream, a client that stops reading
-//! its response. The watch sits on the socket, below hyper-util's choice of HTTP/1 or
-//! HTTP/2, so it covers the time before that choice too.
+//! its response, on the socket or, over HTTP/2, by granting a stream no more window.
+//! The watch sits on the socket, below hyper-util's choice of HTTP/1 or HTTP/2, so it
+//! covers the time before that choice too.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +35,13 @@ struct IdleState {
     idle_since: Instant,
     /// The socket's reader, woken to start its idle timer when the last response ends.
     reader: Option<Waker>,
+    /// Responses that gave hyper a frame it has not sent yet, by when they did: how many
+    /// since each instant. hyper asks for the next frame only once the client took this
+    /// one, over HTTP/2 once the client granted the stream window for it.
+    waiting_for_client: BTreeMap<Instant, usize>,
+    /// The socket's reader, woken to start its stall timer when the first response
+    /// starts waiting for the client.
+    stall_watch: Option<Waker>,
 }
 
 impl Activity {
@@ -43,6 +52,8 @@ impl Activity {
                 served: false,
                 idle_since: Instant::now(),
                 reader: None,
+                waiting_for_client: BTreeMap::new(),
+                stall_watch: None,
             }),
         })
     }
@@ -70,6 +81,37 @@ impl Activity {
         Some(state.idle_since + allowed)
     }
 
+    /// Since when the response that has waited longest for the client has waited;
+    /// `None` when none waits, and then `reader` is woken when one starts.
+    fn waiting_since(&self, reader: &Waker) -> Option<Instant> {
+        let mut state = self.lock();
+        let oldest = state.waiting_for_client.keys().next().copied();
+        if oldest.is_none() {
+            state.stall_watch = Some(reader.clone());
+        }
+        oldest
+    }
+
+    /// Records that a response waits for the client from `since`, instead of from
+    /// `before` if it already did.
+    fn wait_for_client(&self, before: Option<Instant>, since: Option<Instant>) {
+        let mut state = self.lock();
+        if let Some(before) = before
+            && let Some(count) = state.waiting_for_client.get_mut(&before)
+        {
+            *count -= 1;
+            if *count == 0 {
+                state.waiting_for_client.remove(&before);
+            }
+        }
+        if let Some(since) = since {
+            *state.waiting_for_client.entry(since).or_default() += 1;
+            if let Some(watch) = state.stall_watch.take() {
+                watch.wake();
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, IdleState> {
         self.state
             .lock()
@@ -93,18 +135,38 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request in flight until it ends or is dropped.
+/// A response body that keeps its request in flight until it ends or is dropped, and
+/// tells the connection while it waits for the client to take a frame.
 pub struct TrackedBody<B> {
     inner: B,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    /// Since when hyper has held a frame of this body without asking for the next.
+    waiting_since: Option<Instant>,
 }
 
 impl<B> TrackedBody<B> {
+    /// Tracks `inner`, whose head is about to be sent: the client has to take that first.
     pub fn new(inner: B, in_flight: InFlight) -> Self {
-        Self {
+        let mut body = Self {
             inner,
-            _in_flight: in_flight,
+            in_flight,
+            waiting_since: None,
+        };
+        body.wait_for_client(Some(Instant::now()));
+        body
+    }
+
+    fn wait_for_client(&mut self, since: Option<Instant>) {
+        if self.waiting_since != since {
+            self.in_flight.0.wait_for_client(self.waiting_since, since);
+            self.waiting_since = since;
         }
+    }
+}
+
+impl<B> Drop for TrackedBody<B> {
+    fn drop(&mut self) {
+        self.wait_for_client(None);
     }
 }
 
@@ -116,7 +178,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        // A body that has nothing yet waits for its guest, not for the client.
+        let waiting = matches!(frame, Poll::Ready(Some(Ok(_)))).then(Instant::now);
+        self.wait_for_client(waiting);
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -137,6 +203,8 @@ pub struct WatchedIo<I> {
     idle: Pin<Box<Sleep>>,
     /// Running while a write waits for the client.
     write_stalled: Option<Pin<Box<Sleep>>>,
+    /// Set to when the response that has waited longest for the client times out.
+    response_stalled: Pin<Box<Sleep>>,
 }
 
 impl<I> WatchedIo<I> {
@@ -150,6 +218,7 @@ impl<I> WatchedIo<I> {
             limits: limits.clone(),
             idle: Box::pin(tokio::time::sleep(limits.first_request_timeout)),
             write_stalled: None,
+            response_stalled: Box::pin(tokio::time::sleep(limits.write_timeout)),
         };
         (io, activity)
     }
@@ -163,6 +232,21 @@ impl<I> WatchedIo<I> {
             self.idle.as_mut().reset(deadline);
         }
         self.idle.as_mut().poll(cx).is_ready()
+    }
+
+    /// Whether a response has waited for the client to take a frame past the write
+    /// timeout (the timer then wakes `cx`). Over HTTP/1 the socket's own write shows
+    /// it first; over HTTP/2 a client stalls a stream by granting it no window, and the
+    /// socket never blocks.
+    fn response_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(since) = self.activity.waiting_since(cx.waker()) else {
+            return false;
+        };
+        let deadline = since + self.limits.write_timeout;
+        if self.response_stalled.deadline() != deadline {
+            self.response_stalled.as_mut().reset(deadline);
+        }
+        self.response_stalled.as_mut().poll(cx).is_ready()
     }
 
     /// `write`'s outcome, failed if it has been waiting for the client too long.
@@ -200,6 +284,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
             // Nothing is in flight, so ending the stream loses nothing, and hyper closes
             // the connection as it would for a client that left.
             Poll::Pending if this.idled_out(cx) => Poll::Ready(Ok(())),
+            Poll::Pending if this.response_stalled(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped taking the response",
+            ))),
             other => other,
         }
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::metrics::{assert_sample, metrics_url};
+use crate::slow_clients::assert_answered_within;
 use crate::util::{TestServer, assert_get, client, guests};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -26,6 +27,8 @@ const ACK: u8 = 0x1;
 
 /// `SETTINGS_MAX_CONCURRENT_STREAMS`.
 const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+/// `SETTINGS_INITIAL_WINDOW_SIZE`.
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
 
 /// Error codes.
 const CANCEL: u32 = 0x8;
@@ -68,13 +71,22 @@ fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
 /// A connection that has sent the preface and empty settings, and the settings the
 /// server sent back: `(identifier, value)` pairs.
 fn handshake(server: &TestServer) -> (TcpStream, Vec<(u16, u32)>) {
+    handshake_with(server, &[])
+}
+
+/// [`handshake`], sending `settings` of the client's own.
+fn handshake_with(server: &TestServer, settings: &[(u16, u32)]) -> (TcpStream, Vec<(u16, u32)>) {
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("read timeout");
     stream.write_all(PREFACE).expect("preface");
+    let ours: Vec<u8> = settings
+        .iter()
+        .flat_map(|(id, value)| [id.to_be_bytes().as_slice(), &value.to_be_bytes()].concat())
+        .collect();
     stream
-        .write_all(&frame(SETTINGS, 0, 0, &[]))
+        .write_all(&frame(SETTINGS, 0, 0, &ours))
         .expect("settings");
     loop {
         let frame = read_frame(&mut stream).expect("the server's settings");
@@ -100,6 +112,48 @@ fn get_root_headers() -> Vec<u8> {
     let mut block = vec![0x82, 0x86, 0x84, 0x01, 9];
     block.extend_from_slice(b"localhost");
     block
+}
+
+/// A header block (HPACK) for `GET http://localhost{path}`: `:path` as a literal.
+fn get_headers(path: &str) -> Vec<u8> {
+    let length = u8::try_from(path.len()).expect("a path under 127 bytes");
+    assert!(length < 127);
+    let mut block = vec![0x82, 0x86, 0x04, length];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
+    block
+}
+
+#[tokio::test]
+async fn a_stream_granted_no_window_frees_its_slot_at_the_write_timeout() {
+    let server = TestServer::start_with(
+        &guests().testbed,
+        &[
+            "--max-concurrency",
+            "1",
+            "--response-write-timeout",
+            "1s",
+            "--queue-timeout",
+            "5s",
+        ],
+    );
+    // The client lets the server send no byte of any stream's body.
+    let (mut stream, _) = handshake_with(&server, &[(INITIAL_WINDOW_SIZE, 0)]);
+    let headers = get_headers("/stream?bytes=1000000");
+    stream
+        .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &headers))
+        .expect("request");
+    while read_frame(&mut stream).expect("the response's head").kind != HEADERS {}
+    let started = Instant::now();
+    // The one slot is held by the stalled stream until the write timeout.
+    assert_answered_within(&server, Duration::from_secs(4)).await;
+    let freed_after = started.elapsed();
+    assert!(freed_after >= Duration::from_millis(900), "{freed_after:?}");
+    // The connection was closed, and no body byte was ever sent on it.
+    while let Some(frame) = read_frame(&mut stream) {
+        assert!(frame.kind != DATA || frame.payload.is_empty(), "body sent");
+    }
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ async fn sample_reaching(url: &str, series: &str, value: f64, timeout: Duration)
 }
 
 /// Checks that `GET /build` is answered `200` within `limit`.
-async fn assert_answered_within(server: &TestServer, limit: Duration) {
+pub async fn assert_answered_within(server: &TestServer, limit: Duration) {
     let started = Instant::now();
     assert_get(server, "/build", StatusCode::OK, BUILD).await;
     let took = started.elapsed();
