@@ -356,6 +356,10 @@ pub struct KeyValueArgs {
     /// mounted secret). `$WASI_HOST_KV_REDIS_PASSWORD` gives the password itself.
     #[arg(long, value_name = "FILE", env = "WASI_HOST_KV_REDIS_PASSWORD_FILE")]
     pub kv_redis_password_file: Option<PathBuf>,
+    /// PEM certificates that Redis stores over TLS (`rediss://`) are verified against,
+    /// instead of the built-in public roots: a Memorystore instance's server CA.
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_KV_REDIS_CA_FILE")]
+    pub kv_redis_ca_file: Option<PathBuf>,
     /// Longest a Redis store may take to connect, or to answer one command; the guest
     /// then gets its interface's error.
     #[arg(long, env = "WASI_HOST_KV_TIMEOUT", default_value = DEFAULT_KV_TIMEOUT, value_parser = humantime::parse_duration)]

@@ -534,6 +534,7 @@ impl KeyValueArgs {
             local_file: self.kv_local_file.clone(),
             redis_password: env.non_empty(REDIS_PASSWORD_ENV),
             redis_password_file: self.kv_redis_password_file.clone(),
+            redis_ca_file: self.kv_redis_ca_file.clone(),
             timeout: self.kv_timeout,
         })
     }

@@ -27,6 +27,8 @@ pub struct KeyValueConfig {
     pub redis_password: Option<String>,
     /// The file holding it, a mounted secret.
     pub redis_password_file: Option<PathBuf>,
+    /// The CA certificates (PEM) that Redis servers over TLS are verified against.
+    pub redis_ca_file: Option<PathBuf>,
     /// A Redis store's deadline to connect and to answer one command.
     pub timeout: Duration,
 }
@@ -39,6 +41,7 @@ impl std::fmt::Debug for KeyValueConfig {
             .field("runtime_config_file", &self.runtime_config_file)
             .field("local_file", &self.local_file)
             .field("redis_password_file", &self.redis_password_file)
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -54,6 +57,7 @@ impl KeyValueConfig {
         let redis = RedisSettings {
             timeout: self.timeout,
             password: self.redis_password()?,
+            ca: self.redis_ca()?,
         };
         let default_file = self.local_file.clone().unwrap_or_else(|| {
             let folder = source
@@ -63,6 +67,15 @@ impl KeyValueConfig {
             folder.join(LOCAL_FOLDER).join(DEFAULT_FILE)
         });
         KeyValueStores::new(&specs, default_file, &redis, metrics)
+    }
+
+    fn redis_ca(&self) -> Result<Option<Vec<u8>>> {
+        let Some(file) = &self.redis_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(file)
+            .with_context(|| format!("cannot read the Redis CA file `{}`", file.display()))?;
+        Ok(Some(pem))
     }
 
     fn redis_password(&self) -> Result<Option<String>> {

@@ -25,11 +25,23 @@ const PASSWORD: &str = "kv-test-password";
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Its certificate and key, and their CA's certificate, when it speaks TLS only.
+    tls: Option<tempfile::TempDir>,
 }
 
 impl Redis {
     /// Starts one; fails, saying how to install it, without `redis-server`.
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts one that speaks only TLS, with a certificate for `127.0.0.1` signed by a
+    /// CA of its own, whose certificate is [`Redis::ca_file`].
+    fn start_tls() -> Self {
+        Self::start_with(Some(certificates_for_localhost()))
+    }
+
+    fn start_with(tls: Option<tempfile::TempDir>) -> Self {
         assert!(
             tool_runs("redis-server"),
             "`redis-server` is not installed: `scripts/setup.sh kv` installs it \
@@ -38,15 +50,47 @@ impl Redis {
         let mut redis = Self {
             child: None,
             port: free_port(),
+            tls,
         };
         redis.resume();
         redis
     }
 
+    /// The PEM file of the CA that signed its certificate.
+    fn ca_file(&self) -> PathBuf {
+        self.tls
+            .as_ref()
+            .expect("a TLS server")
+            .path()
+            .join("ca.pem")
+    }
+
+    /// Where it listens, on which port: only TLS, or only plain TCP.
+    fn listen_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        let Some(tls) = &self.tls else {
+            return vec!["--port".into(), port];
+        };
+        let file = |name: &str| tls.path().join(name).display().to_string();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port,
+            "--tls-cert-file".into(),
+            file("server.pem"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+
     /// Starts it again on its port, empty, and waits until it answers.
     fn resume(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(self.listen_args())
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--requirepass",
                 PASSWORD,
@@ -94,6 +138,28 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A folder with a CA's certificate (`ca.pem`), and a certificate for `127.0.0.1` it
+/// signed (`server.pem`, key `server.key`).
+fn certificates_for_localhost() -> tempfile::TempDir {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server")
+        .signed_by(&server_key, &ca)
+        .expect("server certificate");
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let write = |name: &str, pem: String| {
+        std::fs::write(folder.path().join(name), pem).expect("write a certificate");
+    };
+    write("ca.pem", ca.as_ref().pem());
+    write("server.pem", server.pem());
+    write("server.key", server_key.serialize_pem());
+    folder
 }
 
 /// A folder holding a Spin application whose component is `source`, with `stores` as
@@ -364,6 +430,49 @@ async fn every_wasi_keyvalue_operation_works_on_the_local_store() {
         failed.text().contains("not an integer"),
         "{}",
         failed.text()
+    );
+}
+
+#[tokio::test]
+async fn a_redis_store_over_tls_is_verified_against_the_ca_file() {
+    let redis = Redis::start_tls();
+    let store = format!("default=rediss://:{PASSWORD}@127.0.0.1:{}", redis.port);
+    let ca_file = redis.ca_file();
+    let server = TestServer::start_with(
+        &guests().kv_testbed,
+        &[
+            "--kv-store",
+            &store,
+            "--kv-redis-ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+    );
+    let set = send(client().put(server.url("/set?key=greeting")).body("hello")).await;
+    assert_eq!(set.text(), "set");
+    assert_eq!(get(&server, "/get?key=greeting").await.text(), "hello");
+
+    // Without the CA, the server's certificate is not trusted: the guest gets an error
+    // and the log says why.
+    let untrusting = TestServer::start_with(&guests().kv_testbed, &["--kv-store", &store]);
+    let refused = get(&untrusting, "/get?key=greeting").await;
+    assert_ne!(refused.text(), "hello");
+    untrusting.assert_logged("certificate");
+
+    // A CA file that cannot be read stops the host at startup, naming it.
+    let missing = ca_file.with_file_name("missing.pem");
+    let stderr = serve_refused(
+        &guests().kv_testbed,
+        &[
+            "--kv-store",
+            &store,
+            "--kv-redis-ca-file",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        stderr.contains("cannot read the Redis CA file") && stderr.contains("missing.pem"),
+        "{stderr}"
     );
 }
 

@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, IntoConnectionInfo, Script};
+use redis::{
+    AsyncCommands, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Script,
+    TlsCertificates,
+};
 
 use super::backend::Backend;
 
@@ -30,6 +33,23 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// The AUTH password, for a URL that carries none.
     pub password: Option<String>,
+    /// The CA certificates (PEM) a server over TLS is verified against, instead of the
+    /// built-in public roots.
+    pub ca: Option<Vec<u8>>,
+}
+
+/// A client for `info`, verifying a server over TLS against the settings' CA, if any.
+fn client(info: ConnectionInfo, settings: &RedisSettings) -> redis::RedisResult<Client> {
+    match (&settings.ca, info.addr()) {
+        (Some(ca), ConnectionAddr::TcpTls { .. }) => Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        ),
+        _ => Client::open(info),
+    }
 }
 
 /// One Redis database.
@@ -51,7 +71,7 @@ impl RedisStore {
             let redis = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(redis);
         }
-        let client = Client::open(info).context("cannot make a Redis client")?;
+        let client = client(info, settings).context("cannot make a Redis client")?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))

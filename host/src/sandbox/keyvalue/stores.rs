@@ -164,6 +164,7 @@ mod tests {
         let redis = RedisSettings {
             timeout: Duration::from_secs(1),
             password: None,
+            ca: None,
         };
         KeyValueStores::new(
             specs,
