@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::metrics::{assert_sample, metrics_url};
-use crate::slow_clients::assert_answered_within;
+use crate::slow_clients::{assert_answered_within, one_slot_with_write_timeout};
 use crate::util::{TestServer, assert_get, client, guests};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -127,17 +127,7 @@ fn get_headers(path: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_stream_granted_no_window_frees_its_slot_at_the_write_timeout() {
-    let server = TestServer::start_with(
-        &guests().testbed,
-        &[
-            "--max-concurrency",
-            "1",
-            "--response-write-timeout",
-            "1s",
-            "--queue-timeout",
-            "5s",
-        ],
-    );
+    let server = one_slot_with_write_timeout(&[]);
     // The client lets the server send no byte of any stream's body.
     let (mut stream, _) = handshake_with(&server, &[(INITIAL_WINDOW_SIZE, 0)]);
     let headers = get_headers("/stream?bytes=1000000");

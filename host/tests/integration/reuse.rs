@@ -32,6 +32,20 @@ fn reusing(component: &std::path::Path, flags: &[&str]) -> TestServer {
     TestServer::start_with(component, &flags)
 }
 
+/// `GET first`, and `GET second` 300 ms into it, while the first is still served: both
+/// answers.
+async fn get_meanwhile(
+    server: &TestServer,
+    first: &str,
+    second: &str,
+) -> ((StatusCode, String), (StatusCode, String)) {
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        get(server, second).await
+    };
+    join(get(server, first), later).await
+}
+
 /// What `/count` says in turn, `times` times: how many requests each answering instance
 /// had served.
 async fn counts(server: &TestServer, times: usize) -> Vec<u64> {
@@ -112,12 +126,8 @@ async fn a_trap_fails_the_requests_of_its_instance_and_the_instance_is_dropped()
     let server = reusing(&guests().p3_testbed, &[]);
     assert_eq!(counts(&server, 1).await, [1]);
     // The sleeper waits in the instance while the trap lands in it too.
-    let sleeper = get(&server, "/sleep?ms=2000");
-    let trap = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        get(&server, "/trap").await
-    };
-    let ((sleeper_status, _), (trap_status, _)) = join(sleeper, trap).await;
+    let ((sleeper_status, _), (trap_status, _)) =
+        get_meanwhile(&server, "/sleep?ms=2000", "/trap").await;
     assert_eq!(trap_status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(sleeper_status, StatusCode::INTERNAL_SERVER_ERROR);
     server.assert_logged("instance retired after a failure");
@@ -133,12 +143,8 @@ async fn an_instance_serving_one_at_a_time_takes_no_request_while_a_body_streams
     );
     // The head of the slow body comes back at once, its chunks over 1.2 s; a trap sent
     // meanwhile must find another instance, or it would cut the body off.
-    let slow = get(&server, "/slow-body?chunks=4&ms=400");
-    let trap = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        get(&server, "/trap").await
-    };
-    let ((slow_status, slow_body), (trap_status, _)) = join(slow, trap).await;
+    let ((slow_status, slow_body), (trap_status, _)) =
+        get_meanwhile(&server, "/slow-body?chunks=4&ms=400", "/trap").await;
     assert_eq!(trap_status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         (slow_status, slow_body.as_str()),
@@ -199,12 +205,8 @@ async fn a_memory_bomb_kills_only_its_own_instance() {
         "the cap reached the guest"
     );
     // One concurrent request per instance: the sleeper and the hog get one each.
-    let sleeper = get(&server, "/sleep?ms=1500");
-    let hog = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        get(&server, "/hog").await
-    };
-    let ((sleeper_status, sleeper_body), (hog_status, _)) = join(sleeper, hog).await;
+    let ((sleeper_status, sleeper_body), (hog_status, _)) =
+        get_meanwhile(&server, "/sleep?ms=1500", "/hog").await;
     assert_eq!(hog_status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         (sleeper_status, sleeper_body.as_str()),

@@ -190,21 +190,24 @@ async fn eighty_trickling_uploads_get_408_and_a_normal_request_is_served_at_once
     assert_still_serving(&server).await;
 }
 
+/// The testbed with one request at a time, a 1 s write timeout and room to queue
+/// behind it for 5 s, and `flags`.
+pub fn one_slot_with_write_timeout(flags: &[&str]) -> TestServer {
+    let mut all_flags = vec![
+        "--max-concurrency",
+        "1",
+        "--response-write-timeout",
+        "1s",
+        "--queue-timeout",
+        "5s",
+    ];
+    all_flags.extend_from_slice(flags);
+    TestServer::start_with(&guests().testbed, &all_flags)
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_its_response_frees_its_slot() {
-    let server = TestServer::start_with(
-        &guests().testbed,
-        &[
-            "--max-concurrency",
-            "1",
-            "--response-write-timeout",
-            "1s",
-            "--queue-timeout",
-            "5s",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
+    let server = one_slot_with_write_timeout(&["--metrics-addr", "127.0.0.1:0"]);
     let metrics = metrics_url(&server);
     let mut unread = TcpStream::connect(server.addr).expect("connect");
     unread
