@@ -288,8 +288,8 @@ pub struct InstanceArgs {
     #[arg(long, value_name = "N", env = "WASI_HOST_MAX_INSTANCE_REUSE_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_instance_reuse_count: Option<u32>,
 
-    /// Requests one WASI 0.3 instance serves at once. Default: 16. A WASI 0.2 instance
-    /// serves one at a time.
+    /// Requests one WASI 0.3 instance serves at once, each until its response body has
+    /// ended. Default: 16. A WASI 0.2 instance serves one at a time.
     #[arg(long, value_name = "N", env = "WASI_HOST_MAX_INSTANCE_CONCURRENT_REUSE_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_instance_concurrent_reuse_count: Option<u32>,
 
