@@ -402,6 +402,11 @@ pub struct OutboundArgs {
         value_delimiter = ','
     )]
     pub outbound_resolve: Vec<ResolveOverride>,
+    /// PEM certificates trusted besides the built-in public roots by every HTTPS
+    /// connection the host makes: guests' outbound requests and registry pulls (an
+    /// internal service's or a private registry's CA).
+    #[arg(long, value_name = "FILE", env = "WASI_HOST_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Longest an outbound request may take to resolve, connect and finish the TLS
     /// handshake. A guest may ask for less.
     #[arg(long, env = "WASI_HOST_OUTBOUND_CONNECT_TIMEOUT", default_value = DEFAULT_OUTBOUND_CONNECT_TIMEOUT, value_parser = humantime::parse_duration)]

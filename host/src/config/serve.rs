@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
@@ -236,7 +237,7 @@ impl ServeArgs {
             outbound: self.outbound.config(env)?,
             key_value: self.key_value.config(env)?,
             watch: self.swap.watch,
-            registry: self.registry.config(env)?,
+            registry: self.registry.config(env, &self.outbound.ca_file)?,
             admin: self.swap.admin(env)?,
             workers,
             workers_chosen,
@@ -499,6 +500,7 @@ impl OutboundArgs {
                 max_response_body: self.outbound_max_response_body.as_u64(),
             },
             id_tokens: self.outbound_id_token.clone(),
+            ca_file: self.ca_file.clone(),
             metadata_host: env
                 .non_empty(METADATA_HOST_ENV)
                 .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
@@ -611,8 +613,8 @@ fn project_from_metadata(env: &HostEnv) -> Option<String> {
 
 impl RegistryArgs {
     /// How to reach registries, with the login from `env`: a user name, a password and
-    /// the registry they are for, all three or none.
-    fn config(&self, env: &HostEnv) -> Result<RegistryConfig> {
+    /// the registry they are for, all three or none; trusting `ca_file` too.
+    fn config(&self, env: &HostEnv, ca_file: &Option<PathBuf>) -> Result<RegistryConfig> {
         let mut credentials = Credentials::default();
         match (
             env.secret(USERNAME_ENV),
@@ -639,6 +641,7 @@ impl RegistryArgs {
             insecure: self.insecure_registry.clone(),
             credentials,
             auth_file: self.registry_auth_file.clone(),
+            ca_file: ca_file.clone(),
             resolve: self.registry_resolve.clone(),
             metadata_host: env
                 .non_empty(METADATA_HOST_ENV)

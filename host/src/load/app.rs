@@ -372,7 +372,7 @@ fn spin_recipe(
     Ok(InstanceRecipe {
         env: policy.guest_env.over(&spec.environment),
         files: files.map(|files| files.folder()),
-        outbound: Arc::new(Outbound::new(&outbound)),
+        outbound: Arc::new(Outbound::new(&outbound)?),
         variables: Variables::new(variables::render(&spec.variables, values)),
         key_value,
         limits: policy.instance.clone(),

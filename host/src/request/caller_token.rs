@@ -87,7 +87,8 @@ impl CallerCheck {
             },
             id_tokens: Vec::new(),
             metadata_host: String::new(),
-        });
+            ca_file: None,
+        })?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[&config.audience]);
         validation.set_issuer(&GOOGLE_ISSUERS);

@@ -90,7 +90,7 @@ fn loader(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Loader> {
     let policy = HostPolicy {
         guest_env: config.guest_env.clone(),
         outbound: config.outbound.clone(),
-        shared_outbound: Arc::new(Outbound::new(&config.outbound)),
+        shared_outbound: Arc::new(Outbound::new(&config.outbound)?),
         instance: config.instance.clone(),
         reuse: config.reuse.clone(),
         request_timeout: config.request_timeout,

@@ -13,6 +13,7 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 
 use crate::metrics::{metrics_url, sample, scrape};
+use crate::test_ca::TestCa;
 use crate::util::{
     Reply, TestServer, client, free_port, get, guests, send, serve_refused, tool_runs, wait_for,
 };
@@ -26,7 +27,7 @@ struct Redis {
     child: Option<Child>,
     port: u16,
     /// Its certificate and key, and their CA's certificate, when it speaks TLS only.
-    tls: Option<tempfile::TempDir>,
+    tls: Option<TestCa>,
 }
 
 impl Redis {
@@ -38,10 +39,10 @@ impl Redis {
     /// Starts one that speaks only TLS, with a certificate for `127.0.0.1` signed by a
     /// CA of its own, whose certificate is [`Redis::ca_file`].
     fn start_tls() -> Self {
-        Self::start_with(Some(certificates_for_localhost()))
+        Self::start_with(Some(TestCa::new()))
     }
 
-    fn start_with(tls: Option<tempfile::TempDir>) -> Self {
+    fn start_with(tls: Option<TestCa>) -> Self {
         assert!(
             tool_runs("redis-server"),
             "`redis-server` is not installed: `scripts/setup.sh kv` installs it \
@@ -58,11 +59,7 @@ impl Redis {
 
     /// The PEM file of the CA that signed its certificate.
     fn ca_file(&self) -> PathBuf {
-        self.tls
-            .as_ref()
-            .expect("a TLS server")
-            .path()
-            .join("ca.pem")
+        self.tls.as_ref().expect("a TLS server").ca_file()
     }
 
     /// Where it listens, on which port: only TLS, or only plain TCP.
@@ -71,7 +68,7 @@ impl Redis {
         let Some(tls) = &self.tls else {
             return vec!["--port".into(), port];
         };
-        let file = |name: &str| tls.path().join(name).display().to_string();
+        let file = |name: &str| tls.folder().join(name).display().to_string();
         vec![
             "--port".into(),
             "0".into(),
@@ -138,28 +135,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A folder with a CA's certificate (`ca.pem`), and a certificate for `127.0.0.1` it
-/// signed (`server.pem`, key `server.key`).
-fn certificates_for_localhost() -> tempfile::TempDir {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
-    let server_key = rcgen::KeyPair::generate().expect("server key");
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("server")
-        .signed_by(&server_key, &ca)
-        .expect("server certificate");
-    let folder = tempfile::tempdir().expect("temporary folder");
-    let write = |name: &str, pem: String| {
-        std::fs::write(folder.path().join(name), pem).expect("write a certificate");
-    };
-    write("ca.pem", ca.as_ref().pem());
-    write("server.pem", server.pem());
-    write("server.key", server_key.serialize_pem());
-    folder
 }
 
 /// A folder holding a Spin application whose component is `source`, with `stores` as

@@ -29,5 +29,6 @@ mod slow_clients;
 mod spin;
 mod startup_errors;
 mod swap;
+mod test_ca;
 mod util;
 mod workers;

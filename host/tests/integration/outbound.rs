@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::test_ca::TestCa;
 use crate::util::{Reply, TestServer, assert_still_serving, client, guests, send, serve_refused};
 
 /// What the upstream answers.
@@ -676,29 +677,24 @@ async fn connection_refused() {
 }
 
 #[tokio::test]
-async fn an_untrusted_certificate_is_refused() {
-    use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
-
-    let signed = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
-    let key = PrivateKeyDer::Pkcs8(signed.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![signed.cert.der().clone()], key)
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+async fn a_certificate_is_trusted_only_through_a_known_ca() {
+    let ca = TestCa::new();
+    let acceptor = ca.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let handshakes = Arc::new(AtomicUsize::new(0));
     let completed = handshakes.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            if acceptor.accept(stream).await.is_ok() {
-                completed.fetch_add(1, Ordering::SeqCst);
-            }
+            let Ok(stream) = acceptor.accept(stream).await else {
+                continue;
+            };
+            completed.fetch_add(1, Ordering::SeqCst);
+            let service = hyper::service::service_fn(|_| respond(UpstreamReply::Hello));
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
         }
     });
 
@@ -706,6 +702,22 @@ async fn an_untrusted_certificate_is_refused() {
     let server = TestServer::start_with(&guests().testbed, &["--allow-outbound", &https]);
     assert_fails(&server, &https, "ErrorCode::TlsCertificateError").await;
     assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+
+    let ca_file = ca.ca_file();
+    let trusting = TestServer::start_with(
+        &guests().testbed,
+        &[
+            "--allow-outbound",
+            &https,
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        fetch(&trusting, &https).await,
+        (StatusCode::OK, UPSTREAM_BODY.to_owned())
+    );
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
 }
 
 #[test]

@@ -19,7 +19,10 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::swap::{Build, TOKEN, assert_swapped_to, put_component, start_with_admin};
+use crate::test_ca::TestCa;
 use crate::util::{
     TestServer, assert_hello, client, guests, send, serve_refused, sha256_hex, wait_for,
 };
@@ -93,12 +96,33 @@ impl FakeServer {
         Self::start_on(bind(ip), server, seens, handler)
     }
 
+    /// [`FakeServer::start`], over HTTPS with the server certificate `ca` signed.
+    fn start_tls(
+        ip: &str,
+        server: &'static str,
+        seens: &Seens,
+        handler: Handler,
+        ca: &TestCa,
+    ) -> Self {
+        Self::serve(bind(ip), server, seens, handler, Some(ca.acceptor()))
+    }
+
     /// Serves on `listener`, bound before the handler was made (it may need the port).
     fn start_on(
         listener: std::net::TcpListener,
         server: &'static str,
         seens: &Seens,
         handler: Handler,
+    ) -> Self {
+        Self::serve(listener, server, seens, handler, None)
+    }
+
+    fn serve(
+        listener: std::net::TcpListener,
+        server: &'static str,
+        seens: &Seens,
+        handler: Handler,
+        tls: Option<TlsAcceptor>,
     ) -> Self {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("address");
@@ -113,7 +137,7 @@ impl FakeServer {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 tokio::select! {
                     _ = stopped => {}
-                    () = accept(listener, server, seens, handler) => {}
+                    () = accept(listener, server, seens, handler, tls) => {}
                 }
             });
         });
@@ -142,6 +166,7 @@ async fn accept(
     server: &'static str,
     seens: Seens,
     handler: Handler,
+    tls: Option<TlsAcceptor>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -170,10 +195,18 @@ async fn accept(
             let response = handler(&seen);
             async move { Ok::<_, Infallible>(response) }
         });
-        tokio::spawn(
-            hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service),
-        );
+        let http = hyper::server::conn::http1::Builder::new();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => drop(http.serve_connection(TokioIo::new(stream), service).await),
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        drop(http.serve_connection(TokioIo::new(stream), service).await);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -421,6 +454,77 @@ fn no_login_goes_to_a_host_that_asks_after_a_redirect() {
     assert!(stderr.contains("no credentials are sent to it"), "{stderr}");
     seens.assert_no_login_sent();
     assert!(seens.at("tokens").is_empty(), "{:?}", seens.all());
+}
+
+#[tokio::test]
+async fn a_registry_over_https_is_trusted_through_the_ca_file_and_kept_to_https() {
+    let ca = TestCa::new();
+    let ca_file = ca.ca_file();
+    let trust = ["--ca-file", ca_file.to_str().unwrap()];
+    let seens = Seens::default();
+    let artifact = Artifact::of(&std::fs::read(&guests().hello).unwrap());
+    let served = artifact.clone();
+    let registry = FakeServer::start_tls(
+        "127.0.0.1",
+        "registry",
+        &seens,
+        Arc::new(move |seen| served.answer(&seen.path)),
+        &ca,
+    );
+    let reference = format!("oci://{}/apps/hello:v1", registry.host());
+    let server = TestServer::start_with(Path::new(&reference), &trust);
+    assert_hello(&server).await;
+    // Without the CA the registry's certificate is not trusted.
+    let stderr = serve_refused(Path::new(&reference), &[], &[]);
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+
+    // Trusted, it still may not send the download over plain HTTP, even to a host
+    // that would serve it.
+    let served = artifact.clone();
+    let storage = FakeServer::start(
+        "127.0.0.3",
+        "storage",
+        &seens,
+        Arc::new(move |seen| served.answer(&seen.path)),
+    );
+    let plain_store = format!("http://{}", storage.host());
+    let redirecting = FakeServer::start_tls(
+        "127.0.0.1",
+        "redirecting",
+        &seens,
+        Arc::new(move |seen| {
+            if seen.path.contains("/blobs/") {
+                let location = format!("{plain_store}{}", seen.path);
+                return respond(
+                    StatusCode::TEMPORARY_REDIRECT,
+                    &[("location", &location)],
+                    "",
+                );
+            }
+            artifact.answer(&seen.path)
+        }),
+        &ca,
+    );
+    let reference = format!("oci://{}/apps/hello:v1", redirecting.host());
+    let stderr = serve_refused(Path::new(&reference), &trust, &[]);
+    assert!(
+        stderr.contains(&format!(
+            "sent the call to `{}` over plain HTTP",
+            storage.host()
+        )),
+        "{stderr}"
+    );
+    assert!(seens.at("storage").is_empty(), "{:?}", seens.all());
+
+    // A CA file that is not one stops the host, naming it.
+    let not_pem = ca.folder().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let stderr = serve_refused(
+        Path::new(&reference),
+        &["--ca-file", not_pem.to_str().unwrap()],
+        &[],
+    );
+    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
 }
 
 #[tokio::test]

@@ -42,6 +42,7 @@ use self::logins::Logins;
 use self::metadata::{METADATA_TIMEOUT, MetadataServer};
 use self::reference::is_sha256_hex;
 use self::transport::{Answer, BodyError, Call, CallError, Origin, Transport};
+use crate::http::tls::TrustedRoots;
 use crate::sandbox::outbound::ResolveOverride;
 
 /// The config media type of a Wasm artifact (the CNCF TAG Runtime layout `wkg` pushes).
@@ -84,6 +85,8 @@ pub struct RegistryConfig {
     pub credentials: Credentials,
     /// A Docker `config.json`-style file of more logins, read at startup.
     pub auth_file: Option<PathBuf>,
+    /// Certificates (PEM) trusted besides the built-in roots, read at startup.
+    pub ca_file: Option<PathBuf>,
     /// Names resolved to fixed addresses rather than by DNS.
     pub resolve: Vec<ResolveOverride>,
     /// The metadata server's `HOST[:PORT]`.
@@ -106,12 +109,13 @@ pub struct Registry {
 pub struct LazyRegistry {
     config: RegistryConfig,
     credentials: Credentials,
+    roots: TrustedRoots,
     client: OnceLock<Registry>,
 }
 
 impl LazyRegistry {
-    /// A registry client for `config`, not made yet; the auth file, if any, is read now,
-    /// so that a bad one stops the host at startup.
+    /// A registry client for `config`, not made yet; the auth and CA files, if any, are
+    /// read now, so that a bad one stops the host at startup.
     pub fn new(config: RegistryConfig) -> Result<Self> {
         let mut credentials = match &config.auth_file {
             Some(path) => Credentials::read_file(path)?,
@@ -119,9 +123,12 @@ impl LazyRegistry {
         };
         // The environment's login wins over the file's for the same registry.
         credentials.merge(&config.credentials);
+        let roots = TrustedRoots::with_file(config.ca_file.as_deref())
+            .context("cannot set up TLS for registries (--ca-file)")?;
         Ok(Self {
             config,
             credentials,
+            roots,
             client: OnceLock::new(),
         })
     }
@@ -133,7 +140,7 @@ impl LazyRegistry {
                 credentials: self.credentials.clone(),
                 metadata: MetadataServer::new(self.config.metadata_host.clone()),
             },
-            transport: Transport::new(&self.config.resolve, self.config.timeout),
+            transport: Transport::new(&self.config.resolve, &self.roots, self.config.timeout),
             config: self.config.clone(),
         })
     }
@@ -141,7 +148,7 @@ impl LazyRegistry {
 
 /// The project id from the metadata server at `metadata_host`, for trace links.
 pub async fn project_id_from_metadata(metadata_host: String) -> Result<String> {
-    let transport = Transport::new(&[], METADATA_TIMEOUT);
+    let transport = Transport::new(&[], &TrustedRoots::built_in(), METADATA_TIMEOUT);
     MetadataServer::new(metadata_host)
         .project_id(&transport)
         .await

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+use crate::http::tls::TrustedRoots;
 use crate::sandbox::outbound::{Host, ResolveOverride, Resolver, non_public};
 
 /// Redirects followed for one call (blob downloads are usually sent to storage once).
@@ -158,11 +159,11 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport trusting the host's built-in roots, resolving the names in
-    /// `resolve` itself, each call limited to `timeout`.
-    pub fn new(resolve: &[ResolveOverride], timeout: Duration) -> Self {
+    /// A transport trusting `roots`, resolving the names in `resolve` itself, each call
+    /// limited to `timeout`.
+    pub fn new(resolve: &[ResolveOverride], roots: &TrustedRoots, timeout: Duration) -> Self {
         Self {
-            tls: crate::http::tls::connector(),
+            tls: roots.connector(),
             resolver: Resolver::new(resolve),
             timeout,
         }

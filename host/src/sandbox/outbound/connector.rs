@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
+
+use crate::http::tls::TrustedRoots;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use wasmtime_wasi_http::Error;
@@ -169,14 +171,19 @@ struct ConnectorInner {
 
 impl Connector {
     /// A connector enforcing `allowlist`, resolving with `resolver`, verifying servers
-    /// against the Mozilla roots, and giving up after `connect_timeout` unless the
-    /// request asks for less.
-    pub fn new(allowlist: Arc<Allowlist>, resolver: Resolver, connect_timeout: Duration) -> Self {
+    /// against `roots`, and giving up after `connect_timeout` unless the request asks
+    /// for less.
+    pub fn new(
+        allowlist: Arc<Allowlist>,
+        resolver: Resolver,
+        roots: &TrustedRoots,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(ConnectorInner {
                 allowlist,
                 resolver,
-                tls: crate::http::tls::connector(),
+                tls: roots.connector(),
                 connect_timeout,
             }),
         }

@@ -19,9 +19,11 @@ mod resolve;
 mod upstream_body;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use bytesize::ByteSize;
 use http::{HeaderName, Request, Response, StatusCode, Uri, header};
@@ -44,6 +46,7 @@ use self::connector::{Attempt, ConnectError, Connector, Progress};
 use self::id_token::IdTokens;
 use self::upstream_body::UpstreamBody;
 use super::occupancy::Occupancy;
+use crate::http::tls::TrustedRoots;
 
 /// How long an idle pooled connection is kept for the next request to the same origin.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,6 +91,8 @@ pub struct OutboundConfig {
     pub id_tokens: Vec<IdTokenAudience>,
     /// Where the metadata server that mints them is (`HOST[:PORT]`).
     pub metadata_host: String,
+    /// Certificates (PEM) trusted besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What a guest's outbound requests may take.
@@ -148,12 +153,15 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Builds the pooled client for `config`.
-    pub fn new(config: &OutboundConfig) -> Self {
+    /// Builds the pooled client for `config`, reading its CA file if it has one.
+    pub fn new(config: &OutboundConfig) -> anyhow::Result<Self> {
         let allowlist = Arc::new(Allowlist::new(config.allow.clone()));
+        let roots = TrustedRoots::with_file(config.ca_file.as_deref())
+            .context("cannot set up TLS for outbound requests (--ca-file)")?;
         let connector = Connector::new(
             allowlist.clone(),
             Resolver::new(&config.resolve),
+            &roots,
             config.limits.connect_timeout,
         );
         let client = Client::builder(TokioExecutor::new())
@@ -161,12 +169,12 @@ impl Outbound {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_ORIGIN)
             .build(connector);
-        Self {
+        Ok(Self {
             allowlist,
             limits: config.limits.clone(),
             client,
             id_tokens: IdTokens::new(&config.id_tokens, &config.metadata_host),
-        }
+        })
     }
 
     /// The hooks of one instance, whose requests `occupancy` tracks: an outbound call is
