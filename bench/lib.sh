@@ -43,7 +43,8 @@ install_wrk() {
 }
 
 wasmtime_installed() {
-  "$WASMTIME" --version 2>/dev/null | grep -Eq "^wasmtime ${WASMTIME_VERSION//./\\.}( |$)"
+  "$WASMTIME" --version 2>/dev/null | grep -Eq "^wasmtime ${WASMTIME_VERSION//./\\.}( |$)" &&
+    "$WASMTIME" compile --help >/dev/null 2>&1
 }
 
 # Flask and gunicorn, pinned in requirements.txt, in a git-ignored venv.
@@ -73,7 +74,7 @@ build_rust() {
   # anchor) and the examples' toolchains.
   "$ROOT_DIR/scripts/setup.sh" core examples >"$BUILD_DIR/setup.log" 2>&1 ||
     die "scripts/setup.sh core examples failed; see bench/build/setup.log"
-  wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION"
+  wasmtime_installed || die "$WASMTIME is not wasmtime $WASMTIME_VERSION with \`compile\`"
   (cd "$ROOT_DIR" && cargo build --quiet --release -p wasi-host)
   (cd "$ROOT_DIR" && cargo build --quiet --release -p hello -p rust-kv-counter --target wasm32-wasip2)
   cargo build --quiet --release --manifest-path "$BENCH_DIR/native-hello/Cargo.toml"

@@ -59,11 +59,14 @@ cargo_component_present() { has_version "$CARGO_COMPONENT_VERSION" cargo compone
 
 # wasmtime-cli, the release the host embeds: the portability tests serve each hello with
 # `wasmtime serve` too and compare the answers.
-# Only the subcommands and WASI parts those use: a third of the default build's time.
-wasmtime_present() { has_version "$WASMTIME_VERSION" wasmtime; }
+# Only the subcommands and WASI parts those use (and `compile`, for bench/run.sh to
+# precompile its anchor as it does the host): a third of the default build's time.
+wasmtime_present() {
+  has_version "$WASMTIME_VERSION" wasmtime && wasmtime compile --help >/dev/null 2>&1
+}
 install_wasmtime() {
   cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked --no-default-features \
-    --features serve,run,cranelift,component-model,component-model-async,pooling-allocator,parallel-compilation,wasi-config,wasi-keyvalue,clap/default
+    --features serve,run,compile,cranelift,component-model,component-model-async,pooling-allocator,parallel-compilation,wasi-config,wasi-keyvalue,clap/default
 }
 
 example_runtimes_present() {
