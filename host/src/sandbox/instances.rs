@@ -3,8 +3,8 @@
 //! takes requests from a shared queue while [`ReusePolicy`] allows, and drops the
 //! instance when it has been idle for long, has served its share, has a request past
 //! its deadline, or failed, or when the client of the one request it serves went away.
-//! A request counts against [`ReusePolicy::max_concurrent`] until its response has
-//! ended, not only until its guest answered: a guest still streaming a body is still
+//! A WASI 0.3 request counts against [`ReusePolicy::max_concurrent`] until its response
+//! has ended, not only until its guest answered: a guest still streaming a body is still
 //! serving it, and a trap cuts off every response the instance streams.
 //! A failure (a trap, a memory cap reached) is the instance's:
 //! every request it holds fails, and it is never used again.
@@ -191,6 +191,7 @@ impl HandlerState for Instances {
                 client,
                 health,
                 reuse: self.reuse,
+                serves_bodies: matches!(self.pre, ProxyPre::P3(_)),
                 metrics: self.metrics.clone(),
             },
         })
@@ -203,6 +204,10 @@ pub struct Worker {
     client: ClientWatch,
     health: Arc<Health>,
     reuse: ReusePolicy,
+    /// Whether a request is served until its body has ended, not only until the guest
+    /// answered: a WASI 0.3 guest streams the body after `handle` returned, a 0.2 guest
+    /// has written it all by then.
+    serves_bodies: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -213,7 +218,12 @@ impl WorkerState for Worker {
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         // `concurrent` counts the guest calls still to answer; a request whose client
         // went away is no longer open, but its guest may still be working.
-        let serving = concurrent.max(self.health.open.load(Ordering::Acquire));
+        let open = self.health.open.load(Ordering::Acquire);
+        let serving = if self.serves_bodies {
+            concurrent.max(open)
+        } else {
+            concurrent
+        };
         if self.health.failed.load(Ordering::Acquire) || total >= self.reuse.max_requests {
             ShouldAccept::Never
         } else if serving >= self.reuse.max_concurrent {
