@@ -79,7 +79,12 @@ struct Health {
     failed: AtomicBool,
     /// Requests landed in the instance whose response has not ended yet.
     open: AtomicUsize,
-    /// The instance's worker, woken when a response ends: it may take the next request.
+    /// Whether the instance serves a request until its body has ended, not only until
+    /// the guest answered: a WASI 0.3 guest streams the body after `handle` returned, a
+    /// 0.2 guest has written it all by then.
+    serves_bodies: bool,
+    /// The instance's worker, woken when a response ends if it serves bodies: it may
+    /// take the next request.
     worker: AtomicWaker,
 }
 
@@ -101,7 +106,9 @@ impl Landing {
 impl Drop for Landed {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
-        self.0.worker.wake();
+        if self.0.serves_bodies {
+            self.0.worker.wake();
+        }
     }
 }
 
@@ -170,7 +177,10 @@ impl HandlerState for Instances {
             InstanceState::new(&self.recipe, &occupancy).map_err(wasmtime::Error::from_anyhow)?;
         let mut store = new_store(&self.engine, state);
         let client = ClientWatch::default();
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health {
+            serves_bodies: matches!(self.pre, ProxyPre::P3(_)),
+            ..Health::default()
+        });
         let instantiating = StdInstant::now();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instantiated(instantiating.elapsed());
@@ -191,7 +201,6 @@ impl HandlerState for Instances {
                 client,
                 health,
                 reuse: self.reuse,
-                serves_bodies: matches!(self.pre, ProxyPre::P3(_)),
                 metrics: self.metrics.clone(),
             },
         })
@@ -204,10 +213,6 @@ pub struct Worker {
     client: ClientWatch,
     health: Arc<Health>,
     reuse: ReusePolicy,
-    /// Whether a request is served until its body has ended, not only until the guest
-    /// answered: a WASI 0.3 guest streams the body after `handle` returned, a 0.2 guest
-    /// has written it all by then.
-    serves_bodies: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -219,7 +224,7 @@ impl WorkerState for Worker {
         // `concurrent` counts the guest calls still to answer; a request whose client
         // went away is no longer open, but its guest may still be working.
         let open = self.health.open.load(Ordering::Acquire);
-        let serving = if self.serves_bodies {
+        let serving = if self.health.serves_bodies {
             concurrent.max(open)
         } else {
             concurrent
